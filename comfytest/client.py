@@ -1,0 +1,315 @@
+"""Talk to one ComfyUI server: submit a prompt, follow its WebSocket events, fetch outputs.
+
+One ``httpx.Client`` and one WebSocket serve every prompt of a run. Completion is the
+``executing`` message with ``node: null`` for our prompt id (sent after the history entry
+is written, COMFYUI_API.md §2.5); there is no sleep and no polling on the main path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from comfytest.errors import CaseTimeout, ExecutionFailed, NodeProblem, PromptRejected, ServerError
+from comfytest.workflow import Prompt, node_label, node_sort_key
+
+__all__ = ["DEFAULT_TIMEOUT", "ComfyClient", "OutputFile", "PromptRun"]
+
+#: Seconds a single prompt may take before it is interrupted.
+DEFAULT_TIMEOUT = 300.0
+#: Seconds for one HTTP request or WebSocket handshake.
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file a node produced, as /history lists it."""
+
+    node_id: str
+    index: int
+    kind: str  # the UI key: "images", "gifs", ...
+    filename: str
+    subfolder: str
+    type: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.node_id}-{self.index}"
+
+
+@dataclass
+class PromptRun:
+    """What happened to one prompt: its outputs and the server's own timestamps."""
+
+    prompt_id: str
+    outputs: list[OutputFile] = field(default_factory=list)
+    cached_nodes: list[str] = field(default_factory=list)
+    executed_nodes: list[str] = field(default_factory=list)
+    create_time_ms: int | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    submitted_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def execution_s(self) -> float | None:
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return (self.end_ms - self.start_ms) / 1000
+
+
+class ComfyClient:
+    """A connection to one ComfyUI server, reused for every prompt of a run."""
+
+    def __init__(self, url: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.client_id = uuid.uuid4().hex
+        self._timeout = timeout
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._ws: ClientConnection | None = None
+        self._uploaded: dict[str, str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
+        self._http.close()
+
+    def __enter__(self) -> ComfyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plain HTTP ------------------------------------------------------------------------
+
+    def system_stats(self) -> dict[str, Any]:
+        return self._get_json("/system_stats")
+
+    def object_info(self) -> dict[str, Any]:
+        return self._get_json("/object_info")
+
+    def upload_image(self, path: Path, subfolder: str = "comfytest") -> str:
+        """Upload a local file once per run; returns the name LoadImage takes."""
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self._uploaded:
+            return self._uploaded[digest]
+        name = f"{digest[:12]}-{path.name}"
+        response = self._request(
+            "POST",
+            "/upload/image",
+            files={"image": (name, data, "application/octet-stream")},
+            data={"subfolder": subfolder, "type": "input", "overwrite": "true"},
+        )
+        body = response.json()
+        stored = f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+        self._uploaded[digest] = stored
+        return str(stored)
+
+    def download(self, output: OutputFile) -> bytes:
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
+        return self._request("GET", "/view", params=params).content
+
+    # -- running a prompt ------------------------------------------------------------------
+
+    def run(self, prompt: Prompt, *, timeout: float = DEFAULT_TIMEOUT) -> PromptRun:
+        """Queue ``prompt``, wait for it on the WebSocket, and read its outputs from /history."""
+        ws = self._websocket()
+        prompt_id = str(uuid.uuid4())
+        run = PromptRun(prompt_id=prompt_id, submitted_at=time.monotonic())
+        body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        response = self._http_call("POST", "/prompt", json=body, ok=(200, 400))
+        answer = _json(response, self.url)
+        if response.status_code == 400 or answer.get("node_errors"):
+            raise _rejection(answer, prompt)
+        deadline = time.monotonic() + timeout
+        error: dict[str, Any] | None = None
+        interrupted: dict[str, Any] | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._cancel(prompt_id)
+                node = run.executed_nodes[-1] if run.executed_nodes else None
+                where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
+                raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
+            message = self._receive(ws, remaining, prompt_id)
+            if message is None:
+                continue
+            kind, data = message
+            if data.get("prompt_id") != prompt_id:
+                continue
+            if kind == "executing":
+                if data.get("node") is None:
+                    break
+                run.executed_nodes.append(str(data["node"]))
+            elif kind == "execution_cached":
+                run.cached_nodes = [str(node) for node in data.get("nodes", [])]
+            elif kind == "execution_error":
+                if data.get("exception_type") != "ExecutionBlocked":
+                    error = data
+            elif kind == "execution_interrupted":
+                interrupted = data
+        run.finished_at = time.monotonic()
+        entry = self._get_json(f"/history/{prompt_id}").get(prompt_id)
+        if error is not None:
+            node_id = str(error.get("node_id"))
+            class_type, title = node_label(prompt, node_id)
+            raise ExecutionFailed(
+                node_id,
+                str(error.get("node_type") or class_type),
+                title,
+                str(error.get("exception_type", "Exception")),
+                str(error.get("exception_message", "")),
+                error.get("traceback") or (),
+            )
+        if interrupted is not None:
+            raise ServerError(
+                f"the prompt was interrupted at node {interrupted.get('node_id')}",
+                self.url,
+                prompt_id,
+            )
+        if not entry:
+            raise ServerError("the prompt finished but has no /history entry", self.url, prompt_id)
+        _read_history(entry, run)
+        return run
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _websocket(self) -> ClientConnection:
+        if self._ws is not None:
+            return self._ws
+        ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        try:
+            ws = connect(
+                f"{ws_url}/ws?clientId={self.client_id}",
+                open_timeout=self._timeout,
+                max_size=None,
+            )
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise ServerError(f"cannot open the WebSocket: {exc}", self.url) from None
+        # The first frame is always "status": after it, messages for our client id reach us.
+        self._receive(ws, self._timeout, None)
+        self._ws = ws
+        return ws
+
+    def _receive(
+        self, ws: ClientConnection, timeout: float, prompt_id: str | None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Next JSON message as (type, data); None for binary frames (previews)."""
+        try:
+            frame = ws.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except WebSocketException as exc:
+            self._ws = None
+            raise ServerError(f"the WebSocket closed: {exc}", self.url, prompt_id) from None
+        if isinstance(frame, bytes):
+            return None
+        message = json.loads(frame)
+        return str(message.get("type")), message.get("data") or {}
+
+    def _cancel(self, prompt_id: str) -> None:
+        """Interrupt a running prompt and drop it from the queue (best effort)."""
+        for path, body in (
+            ("/interrupt", {"prompt_id": prompt_id}),
+            ("/queue", {"delete": [prompt_id]}),
+        ):
+            with contextlib.suppress(httpx.HTTPError):
+                self._http.post(path, json=body)
+
+    def _get_json(self, path: str) -> dict[str, Any]:
+        return _json(self._request("GET", path), self.url)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._http_call(method, path, ok=(200,), **kwargs)
+
+    def _http_call(
+        self, method: str, path: str, *, ok: tuple[int, ...], **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"{method} {path} failed: {exc}", self.url) from None
+        if response.status_code not in ok:
+            detail = response.text[:500].strip()
+            raise ServerError(
+                f"{method} {path} answered HTTP {response.status_code}: {detail}", self.url
+            )
+        return response
+
+
+def _json(response: httpx.Response, url: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ServerError(f"expected JSON from {response.request.url.path}", url) from None
+    if not isinstance(data, dict):
+        raise ServerError(f"expected a JSON object from {response.request.url.path}", url)
+    return data
+
+
+def _rejection(answer: dict[str, Any], prompt: Prompt) -> PromptRejected:
+    error = answer.get("error") or {}
+    summary = (
+        str(error.get("message") or "validation failed") if isinstance(error, dict) else str(error)
+    )
+    details = error.get("details") if isinstance(error, dict) else None
+    if details:
+        summary = f"{summary}: {details}"
+    problems = []
+    for node_id, info in (answer.get("node_errors") or {}).items():
+        class_type, title = node_label(prompt, str(node_id))
+        class_type = str(info.get("class_type") or class_type)
+        for err in info.get("errors", []):
+            text = str(err.get("message", "error"))
+            if err.get("details"):
+                text = f"{text}: {err['details']}"
+            problems.append(NodeProblem(str(node_id), class_type, title, text))
+    if not answer.get("node_errors") and not error:
+        summary = "validation failed"
+    if answer.get("node_errors") and not (isinstance(error, dict) and error):
+        summary = "some outputs failed validation and were dropped"
+    return PromptRejected(summary, problems)
+
+
+def _read_history(entry: dict[str, Any], run: PromptRun) -> None:
+    prompt_info = entry.get("prompt") or []
+    if len(prompt_info) > 3 and isinstance(prompt_info[3], dict):
+        run.create_time_ms = prompt_info[3].get("create_time")
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_start":
+            run.start_ms = data.get("timestamp")
+        elif kind in ("execution_success", "execution_error", "execution_interrupted"):
+            run.end_ms = data.get("timestamp")
+    for node_id in sorted(entry.get("outputs", {}), key=node_sort_key):
+        ui = entry["outputs"][node_id]
+        index = 0
+        for kind, items in ui.items():
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if isinstance(item, dict) and "filename" in item:
+                    run.outputs.append(
+                        OutputFile(
+                            node_id=str(node_id),
+                            index=index,
+                            kind=kind,
+                            filename=str(item["filename"]),
+                            subfolder=str(item.get("subfolder", "")),
+                            type=str(item.get("type", "output")),
+                        )
+                    )
+                    index += 1

@@ -1,0 +1,145 @@
+"""Every error comfytest raises on purpose.
+
+Each one carries its context (file and line, URL, prompt id, node id) and renders
+itself as the message a user should read: no traceback is needed to act on it.
+
+    ComfytestError
+    ├── CaseError              a case file is wrong: file:line and what to do
+    ├── WorkflowError          a workflow file is unreadable or not API format
+    ├── RuntimeSetupError      the managed ComfyUI could not be installed or started
+    ├── ServerError            talking to ComfyUI failed (infrastructure, not a regression)
+    │   └── CaseTimeout        a prompt did not finish in time (it was interrupted)
+    ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
+    ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
+    └── OutputMismatch         outputs differ from their baselines, or a baseline is missing
+
+Bugs in comfytest itself are never wrapped: they keep their Python traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CaseError",
+    "CaseTimeout",
+    "ComfytestError",
+    "ExecutionFailed",
+    "NodeProblem",
+    "OutputMismatch",
+    "PromptRejected",
+    "RuntimeSetupError",
+    "ServerError",
+    "WorkflowError",
+]
+
+
+class ComfytestError(Exception):
+    """Base of every error comfytest raises on purpose; str() is the user-facing message."""
+
+
+class CaseError(ComfytestError):
+    """A case file is malformed: points at the file and, when known, the 1-based line."""
+
+    def __init__(self, message: str, path: Path | str, line: int | None = None) -> None:
+        self.message = message
+        self.path = Path(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        super().__init__(f"{where}: {message}")
+
+
+class WorkflowError(ComfytestError):
+    """A workflow file cannot be used (unreadable, bad JSON, wrong format)."""
+
+    def __init__(self, message: str, path: Path | str, line: int | None = None) -> None:
+        self.message = message
+        self.path = Path(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        super().__init__(f"{where}: {message}")
+
+
+class RuntimeSetupError(ComfytestError):
+    """Installing, starting or stopping the managed ComfyUI failed."""
+
+
+class ServerError(ComfytestError):
+    """The ComfyUI server could not be reached or answered something unusable."""
+
+    def __init__(self, message: str, url: str = "", prompt_id: str | None = None) -> None:
+        self.url = url
+        self.prompt_id = prompt_id
+        context = ", ".join(
+            part for part in (url, f"prompt {prompt_id}" if prompt_id else "") if part
+        )
+        super().__init__(f"{message} ({context})" if context else message)
+
+
+class CaseTimeout(ServerError):
+    """A prompt ran past its timeout; comfytest interrupted it and removed it from the queue."""
+
+
+@dataclass(frozen=True)
+class NodeProblem:
+    """One node's complaint, as ComfyUI reported it."""
+
+    node_id: str
+    class_type: str
+    title: str
+    message: str
+
+    def describe(self) -> str:
+        title = f" {self.title!r}" if self.title and self.title != self.class_type else ""
+        return f"node {self.node_id} ({self.class_type}{title}): {self.message}"
+
+
+class PromptRejected(ComfytestError):
+    """ComfyUI's validation refused the prompt, or dropped some of its outputs."""
+
+    def __init__(self, summary: str, problems: Sequence[NodeProblem] = ()) -> None:
+        self.summary = summary
+        self.problems = tuple(problems)
+        lines = [f"ComfyUI rejected the prompt: {summary}"]
+        lines += [f"  {problem.describe()}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class ExecutionFailed(ComfytestError):
+    """A node raised while the prompt ran; carries the server's traceback."""
+
+    def __init__(
+        self,
+        node_id: str,
+        class_type: str,
+        title: str,
+        exception_type: str,
+        exception_message: str,
+        traceback: Sequence[str] = (),
+    ) -> None:
+        self.node_id = node_id
+        self.class_type = class_type
+        self.title = title
+        self.exception_type = exception_type
+        self.exception_message = exception_message.strip()
+        self.traceback = tuple(traceback)
+        problem = NodeProblem(
+            node_id, class_type, title, f"{exception_type}: {self.exception_message}"
+        )
+        lines = [f"ComfyUI failed while executing {problem.describe()}"]
+        if self.traceback:
+            lines.append("server traceback:")
+            lines += [
+                "  " + line for chunk in self.traceback for line in chunk.rstrip().splitlines()
+            ]
+        super().__init__("\n".join(lines))
+
+
+class OutputMismatch(ComfytestError):
+    """One or more outputs differ from their baselines, or have none."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__("\n".join(self.lines))

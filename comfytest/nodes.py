@@ -1,0 +1,90 @@
+"""pytest collection nodes: a case file, and one item per case."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfytest.cases import Case, load_cases
+from comfytest.errors import ComfytestError, OutputMismatch
+from comfytest.runner import Runner
+from comfytest.settings import Settings
+
+__all__ = ["RUNNER_KEY", "SETTINGS_KEY", "CaseFile", "CaseItem", "case_name"]
+
+RUNNER_KEY = pytest.StashKey[Runner]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
+def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
+    """Baseline folder name of a case file: its path under its case root, without suffix."""
+    for root in case_roots:
+        if path.is_relative_to(root):
+            return path.relative_to(root).with_suffix("").as_posix()
+    if path.is_relative_to(rootdir):
+        return path.relative_to(rootdir).with_suffix("").as_posix()
+    return path.stem
+
+
+class CaseFile(pytest.File):
+    """A YAML file of cases; a mistake in it is a collection error at its line."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        try:
+            cases = load_cases(self.path)
+        except ComfytestError as exc:
+            raise self.CollectError(str(exc)) from None
+        for case in cases:
+            yield CaseItem.from_parent(self, name=case.id, case=case)
+
+
+class CaseItem(pytest.Item):
+    """One case: run its prompt on ComfyUI and judge every output against its baseline."""
+
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    @property
+    def case_name(self) -> str:
+        settings = self.config.stash[SETTINGS_KEY]
+        return case_name(self.path, settings.case_paths, self.config.rootpath)
+
+    def runtest(self) -> None:
+        runner = self.config.stash[RUNNER_KEY]
+        result = runner.run_case(self.case, self.case_name)
+        statuses = {v.key: v.status for v in result.verdicts}
+        self.user_properties.append(("comfytest_outputs", json.dumps(statuses)))
+        self.user_properties.append(
+            ("comfytest_timings", json.dumps({k: round(v, 4) for k, v in result.timings.items()}))
+        )
+        if not result.passed:
+            lines = result.failure_lines()
+            if any(v.status in ("missing", "failed") for v in result.verdicts):
+                mode = (
+                    "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
+                )
+                target = shlex.quote(
+                    f"{self.path.relative_to(self.config.rootpath)}::{self.name}"
+                    if self.path.is_relative_to(self.config.rootpath)
+                    else self.nodeid
+                )
+                lines.append(f"  accept it: pytest {target} --comfy-update={mode}")
+            raise OutputMismatch(lines)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | Any:
+        if isinstance(excinfo.value, ComfytestError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"case {self.name}"

@@ -1,0 +1,178 @@
+"""One test run's state: where ComfyUI is, the shared client, the baselines; runs cases.
+
+Plain library: no pytest here. The plugin builds one Runner per process (per xdist worker)
+and closes it at the end; the server is started lazily, on the first case that runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from comfytest.baselines import BaselineStore, Verdict
+from comfytest.cases import Case
+from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
+from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
+from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
+from comfytest.workflow import node_label
+
+__all__ = ["CaseResult", "Runner"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class CaseResult:
+    """Verdicts for every output of a case, plus where the time went."""
+
+    case: Case
+    case_name: str
+    run: PromptRun
+    verdicts: list[Verdict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdicts) and all(v.ok for v in self.verdicts)
+
+    def failure_lines(self) -> list[str]:
+        if not self.verdicts:
+            return [f"{self.case.id}: the prompt produced no image outputs to judge"]
+        lines: list[str] = []
+        for verdict in self.verdicts:
+            if verdict.ok:
+                continue
+            if verdict.status == "missing":
+                lines.append(f"{self.case.id}: output {verdict.label} has no baseline")
+            else:
+                lines.append(f"{self.case.id}: output {verdict.label} differs from its baseline")
+            if verdict.problem:
+                lines.append(f"  {verdict.problem}")
+            if verdict.comparison is not None:
+                lines.append(f"  {verdict.comparison.describe()}")
+            lines.append(f"  baseline {verdict.baseline}")
+            if verdict.actual is not None:
+                lines.append(f"  actual   {verdict.actual}")
+        return lines
+
+
+class Runner:
+    """Runs cases against one ComfyUI: ``url``, or else a managed server started on demand."""
+
+    def __init__(
+        self,
+        store: BaselineStore,
+        *,
+        url: str | None = None,
+        runtime: Runtime | None = None,
+        home: Path | None = None,
+        runtime_name: str | None = None,
+        run_root: Path | None = None,
+        server_args: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.timeout = timeout
+        self._runtime = runtime
+        self._home = home
+        self._runtime_name = runtime_name
+        self._run_root = run_root
+        self._server_args = tuple(server_args)
+        self._server: ManagedServer | None = None
+        self._client: ComfyClient | None = None
+        self._setup_error: ComfytestError | None = None
+
+    @property
+    def launches(self) -> bool:
+        return self.url is None
+
+    @property
+    def server(self) -> ManagedServer | None:
+        return self._server
+
+    def client(self) -> ComfyClient:
+        """The shared client; starts the managed server the first time when launching."""
+        if self._setup_error is not None:
+            raise self._setup_error
+        if self._client is not None:
+            if self._server is not None and not self._server.alive():
+                raise ServerError(
+                    f"the managed ComfyUI exited (code {self._server.process.returncode}); "
+                    f"log {self._server.log_path}:\n{self._server.log_tail()}",
+                    self._client.url,
+                )
+            return self._client
+        try:
+            url = self.url
+            if url is None:
+                runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+                root = self._run_root or Path(tempfile.gettempdir())
+                root.mkdir(parents=True, exist_ok=True)
+                run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
+                self._server = start_server(runtime, run_dir, extra_args=self._server_args)
+                url = self._server.url
+            client = ComfyClient(url)
+            try:
+                client.system_stats()
+            except ServerError as exc:
+                client.close()
+                raise ServerError(f"ComfyUI is not reachable: {exc}") from None
+        except (RuntimeSetupError, ServerError) as exc:
+            self._setup_error = exc
+            raise
+        self._client = client
+        return client
+
+    def run_case(self, case: Case, case_name: str) -> CaseResult:
+        """Run one case and judge each image output against its baseline."""
+        started = time.perf_counter()
+        client = self.client()
+        prompt = copy.deepcopy(case.prompt)
+        for upload in case.uploads:
+            prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
+        queued = time.perf_counter()
+        run = client.run(prompt, timeout=case.timeout or self.timeout)
+        ran = time.perf_counter()
+        result = CaseResult(case, case_name, run)
+        download_s = compare_s = 0.0
+        for output in run.outputs:
+            if not output.filename.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            t0 = time.perf_counter()
+            data = client.download(output)
+            t1 = time.perf_counter()
+            with Image.open(io.BytesIO(data)) as opened:
+                image = opened.copy()
+            title = node_label(prompt, output.node_id)[1]
+            label = f"{output.node_id} ({title} #{output.index})"
+            result.verdicts.append(
+                self.store.judge(case_name, case.id, output.key, label, image, case.tolerance)
+            )
+            download_s += t1 - t0
+            compare_s += time.perf_counter() - t1
+        result.timings = {
+            "upload_s": queued - started,
+            "prompt_s": ran - queued,
+            "download_s": download_s,
+            "compare_s": compare_s,
+            "total_s": time.perf_counter() - started,
+        }
+        if run.execution_s is not None:
+            result.timings["execution_s"] = run.execution_s
+        return result
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

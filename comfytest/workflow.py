@@ -1,0 +1,151 @@
+"""API-format workflows as plain dicts: load, address nodes, override inputs, pin seeds.
+
+Pure functions over ``dict[str, Any]`` prompts (the shape ``POST /prompt`` takes); nothing
+here talks to a server.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from comfytest.errors import ComfytestError, WorkflowError
+
+__all__ = [
+    "SEED_INPUTS",
+    "OverrideError",
+    "Prompt",
+    "find_node",
+    "load_workflow",
+    "node_label",
+    "node_sort_key",
+    "prompt_digest",
+    "seed_targets",
+    "set_input",
+]
+
+Prompt = dict[str, Any]
+
+#: Input names ComfyUI's frontend treats as seeds (``control_after_generate``).
+SEED_INPUTS = ("seed", "noise_seed")
+
+
+class OverrideError(ComfytestError):
+    """An override names a node or an input the workflow does not have."""
+
+
+def load_workflow(path: Path) -> Prompt:
+    """Read an API-format workflow; JSON mistakes point at the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkflowError(f"cannot read workflow: {exc.strerror or exc}", path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(
+            f"invalid JSON: {exc.msg} (column {exc.colno})", path, exc.lineno
+        ) from None
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise WorkflowError(
+            "this is a UI-format workflow (what ComfyUI's 'Save' writes); comfytest reads the "
+            "API format for now: in ComfyUI use 'Export (API)' and point the case at that file",
+            path,
+        )
+    if not isinstance(data, dict) or not data:
+        raise WorkflowError("expected an API-format workflow: an object of nodes by id", path)
+    for node_id, node in data.items():
+        if not isinstance(node, dict) or "class_type" not in node:
+            raise WorkflowError(
+                f"node {node_id!r} has no class_type; is this an API-format workflow?", path
+            )
+        if not isinstance(node.get("inputs", {}), dict):
+            raise WorkflowError(f"node {node_id!r}: inputs must be an object", path)
+    return data
+
+
+def node_label(prompt: Prompt, node_id: str) -> tuple[str, str]:
+    """(class_type, title) of a node; the title falls back to the class."""
+    node = prompt.get(node_id, {})
+    class_type = str(node.get("class_type", "?"))
+    title = node.get("_meta", {}).get("title") if isinstance(node.get("_meta"), dict) else None
+    return class_type, str(title or class_type)
+
+
+def find_node(prompt: Prompt, ref: str) -> str:
+    """Resolve a node reference: an id, a title (``_meta.title``), or a unique class_type."""
+    if ref in prompt:
+        return ref
+    by_title = [nid for nid in prompt if node_label(prompt, nid)[1] == ref]
+    if len(by_title) == 1:
+        return by_title[0]
+    if len(by_title) > 1:
+        raise OverrideError(f"node title {ref!r} is ambiguous: nodes {', '.join(by_title)}")
+    by_class = [nid for nid in prompt if prompt[nid]["class_type"] == ref]
+    if len(by_class) == 1:
+        return by_class[0]
+    if len(by_class) > 1:
+        candidates = ", ".join(f"{nid} ({node_label(prompt, nid)[1]!r})" for nid in by_class)
+        raise OverrideError(
+            f"{ref!r} matches {len(by_class)} nodes of that class: {candidates}; "
+            "name one by id or title"
+        )
+    names = list(prompt) + [node_label(prompt, nid)[1] for nid in prompt]
+    names += [prompt[nid]["class_type"] for nid in prompt]
+    raise OverrideError(f"no node {ref!r} in the workflow{_suggest(ref, names)}")
+
+
+def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
+    """Set a literal input in place; the input must exist and must not be a link."""
+    inputs: dict[str, Any] = prompt[node_id].setdefault("inputs", {})
+    title = node_label(prompt, node_id)[1]
+    if name not in inputs:
+        raise OverrideError(
+            f"node {node_id} ({title}) has no input {name!r}{_suggest(name, inputs)}"
+        )
+    if _is_link(inputs[name]):
+        source = inputs[name][0]
+        raise OverrideError(
+            f"input {name!r} of node {node_id} ({title}) is linked to node {source}; "
+            f"override node {source}'s inputs instead"
+        )
+    inputs[name] = copy.deepcopy(value)
+
+
+def seed_targets(prompt: Prompt) -> list[tuple[str, str]]:
+    """(node id, input name) of every literal seed input, in node order."""
+    return [
+        (node_id, name)
+        for node_id in sorted(prompt, key=node_sort_key)
+        for name, value in prompt[node_id].get("inputs", {}).items()
+        if name in SEED_INPUTS and not _is_link(value)
+    ]
+
+
+def prompt_digest(prompt: Prompt) -> str:
+    """A short, stable digest of a prompt (sorted-key JSON)."""
+    blob = json.dumps(prompt, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def node_sort_key(node_id: str) -> tuple[int, int, str]:
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def _is_link(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+    )
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(dict.fromkeys(choices)), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
