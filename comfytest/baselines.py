@@ -76,7 +76,7 @@ class BaselineStore:
         if not path.exists():
             if self.update == "none":
                 kept = self._keep_actual(case_name, case_id, key, actual)
-                return Verdict(key, label, "missing", path, kept, problem="no baseline")
+                return Verdict(key, label, "missing", path, kept)
             atomic_write(path, png_bytes(actual))
             return Verdict(key, label, "created", path)
         try:

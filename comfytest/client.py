@@ -77,14 +77,13 @@ class ComfyClient:
         self._timeout = timeout
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
         self._ws: ClientConnection | None = None
+        self._ws_stack = contextlib.ExitStack()
         self._uploaded: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._drop_websocket()
         self._http.close()
 
     def __enter__(self) -> ComfyClient:
@@ -192,18 +191,25 @@ class ComfyClient:
         if self._ws is not None:
             return self._ws
         ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        stack = contextlib.ExitStack()
         try:
-            ws = connect(
-                f"{ws_url}/ws?clientId={self.client_id}",
-                open_timeout=self._timeout,
-                max_size=None,
+            ws = stack.enter_context(
+                connect(
+                    f"{ws_url}/ws?clientId={self.client_id}",
+                    open_timeout=self._timeout,
+                    max_size=None,
+                )
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise ServerError(f"cannot open the WebSocket: {exc}", self.url) from None
         # The first frame is always "status": after it, messages for our client id reach us.
+        self._ws, self._ws_stack = ws, stack
         self._receive(ws, self._timeout, None)
-        self._ws = ws
         return ws
+
+    def _drop_websocket(self) -> None:
+        self._ws = None
+        self._ws_stack.close()
 
     def _receive(
         self, ws: ClientConnection, timeout: float, prompt_id: str | None
@@ -214,7 +220,7 @@ class ComfyClient:
         except TimeoutError:
             return None
         except WebSocketException as exc:
-            self._ws = None
+            self._drop_websocket()
             raise ServerError(f"the WebSocket closed: {exc}", self.url, prompt_id) from None
         if isinstance(frame, bytes):
             return None

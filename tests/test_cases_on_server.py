@@ -1,0 +1,212 @@
+"""End to end: YAML cases run by pytest on the real managed ComfyUI, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfytest.runtime import ManagedServer
+
+TXT2IMG = """\
+workflow: workflows/txt2img.json
+seed: 42
+cases:
+  - id: fox
+    inputs:
+      Positive: {text: "a watercolor fox"}
+"""
+
+
+def run(pytester: pytest.Pytester, comfy: ManagedServer, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--comfy-url", comfy.url, "-p", "no:cacheprovider", *args)
+
+
+def test_lifecycle_of_a_txt2img_case(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    cases = project / "cases" / "t.yaml"
+    cases.write_text(TXT2IMG)
+    baseline = project / "baselines" / "t" / "fox" / "9-0.png"
+    actual = project / ".comfytest" / "results" / "t" / "fox" / "9-0.png"
+
+    missing = run(pytester, comfy)
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(
+        [
+            "*fox: output 9 (Save Image #0) has no baseline",
+            f"*baseline {baseline}",
+            f"*actual   {actual}",
+            "*accept it: pytest cases/t.yaml::fox --comfy-update=missing",
+        ]
+    )
+    assert not baseline.exists() and actual.is_file()
+
+    created = run(pytester, comfy, "--comfy-update=missing")
+    created.assert_outcomes(passed=1)
+    created.stdout.fnmatch_lines(["outputs: 1 created"])
+    assert baseline.is_file()
+
+    again = run(pytester, comfy)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["outputs: 1 passed"])
+
+    cases.write_text(TXT2IMG.replace("a watercolor fox", "an oil painting of a castle"))
+    changed = run(pytester, comfy)
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(
+        [
+            "*fox: output 9 (Save Image #0) differs from its baseline",
+            "*phash distance * > 2 allowed; max pixel diff *",
+            f"*baseline {baseline}",
+            f"*actual   {actual}",
+            "*accept it: pytest cases/t.yaml::fox --comfy-update=changed",
+        ]
+    )
+    distance = int(changed.stdout.str().split("phash distance ")[1].split()[0])
+    assert distance > 2
+    with Image.open(actual) as kept, Image.open(baseline) as old:
+        assert not np.array_equal(np.asarray(kept), np.asarray(old))
+
+    updated = run(pytester, comfy, "--comfy-update=changed")
+    updated.assert_outcomes(passed=1)
+    updated.stdout.fnmatch_lines(["outputs: 1 updated"])
+    with Image.open(actual) as kept, Image.open(baseline) as new:
+        assert np.array_equal(np.asarray(kept), np.asarray(new))
+
+    run(pytester, comfy).assert_outcomes(passed=1)
+
+
+def test_upload_pipeline_and_two_outputs_also_under_xdist(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases" / "pipe.yaml").write_text(
+        "workflow: workflows/image_pipeline.json\ncases:\n"
+        "  - id: blur\n    inputs:\n      LoadImage: {image: {file: inputs/pattern.png}}\n"
+    )
+    (project / "cases" / "two.yaml").write_text(
+        "workflow: workflows/upscale_two_outputs.json\nseed: 3\ncases:\n  - id: up\n"
+    )
+    run(pytester, comfy, "--comfy-update=missing").assert_outcomes(passed=2)
+    made = sorted(p.relative_to(project).as_posix() for p in project.glob("baselines/**/*.png"))
+    assert made == ["baselines/pipe/blur/5-0.png", "baselines/two/up/12-0.png", "baselines/two/up/9-0.png"]
+    with Image.open(project / "baselines/pipe/blur/5-0.png") as piped:
+        assert piped.size == (96, 96)
+        assert np.asarray(piped).std() > 10, "the uploaded pattern went through, not a flat image"
+    with Image.open(project / "baselines/two/up/12-0.png") as upscaled:
+        assert upscaled.size == (128, 128)
+
+    serial = run(pytester, comfy, "-v")
+    serial.assert_outcomes(passed=2)
+    serial.stdout.fnmatch_lines(["*cases/pipe.yaml::blur PASSED*", "*cases/two.yaml::up PASSED*"])
+    parallel = pytester.runpytest_subprocess("--comfy-url", comfy.url, "-n", "2", "-p", "no:cacheprovider")
+    parallel.assert_outcomes(passed=2)
+    parallel.stdout.fnmatch_lines(["outputs: 3 passed"])
+
+
+def test_unknown_node_class_fails_with_a_clear_message(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    workflow = json.loads((project / "cases/workflows/image_pipeline.json").read_text())
+    workflow["3"]["class_type"] = "NoSuchInvert"
+    (project / "cases/workflows/bad.json").write_text(json.dumps(workflow))
+    (project / "cases/bad.yaml").write_text(
+        "workflow: workflows/bad.json\ncases:\n  - id: bad\n"
+        "    inputs:\n      LoadImage: {image: {file: inputs/pattern.png}}\n"
+    )
+    result = run(pytester, comfy)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*ComfyUI rejected the prompt: Cannot execute because node NoSuchInvert does not exist.*#3*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_invalid_input_names_node_class_and_message(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/t.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 1\ncases:\n  - id: zero-steps\n"
+        "    inputs:\n      KSampler: {steps: 0}\n"
+    )
+    result = run(pytester, comfy)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ComfyUI rejected the prompt: Prompt outputs failed validation*",
+            "*node 3 (KSampler): Value 0 smaller than min of 1: steps",
+        ]
+    )
+
+
+def test_execution_error_shows_node_exception_and_server_traceback(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    # 0.3.75 does not validate V3 combo values, so a bad mode fails at run time.
+    workflow = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+        "2": {
+            "class_type": "PorterDuffImageComposite",
+            "inputs": {
+                "source": ["1", 0],
+                "source_alpha": ["1", 1],
+                "destination": ["1", 0],
+                "destination_alpha": ["1", 1],
+                "mode": "NOT_A_MODE",
+            },
+            "_meta": {"title": "Composite"},
+        },
+        "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "e", "images": ["2", 0]}},
+    }
+    (project / "cases/workflows/boom.json").write_text(json.dumps(workflow))
+    (project / "cases/boom.yaml").write_text(
+        "workflow: workflows/boom.json\ncases:\n  - id: boom\n"
+        "    inputs:\n      1: {image: {file: inputs/pattern.png}}\n"
+    )
+    result = run(pytester, comfy)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ComfyUI failed while executing node 2 (PorterDuffImageComposite 'Composite'): "
+            "KeyError: *NOT_A_MODE*",
+            "*server traceback:",
+            "*Traceback (most recent call last):",
+        ]
+    )
+
+
+def test_collection_errors_print_file_and_line_without_traceback(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    (project / "cases/broken.yaml").write_text("workflow: workflows/txt2img.json\ncases:\n  - id: [\n")
+    (project / "cases/typo.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 1\ncases:\n  - id: a\n    inputs:\n"
+        "      KSampler: {stpes: 3}\n"
+    )
+    result = pytester.runpytest("--comfy-url", "http://127.0.0.1:9", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            f"*{project / 'cases/broken.yaml'}:4: invalid YAML*",
+            f"*{project / 'cases/typo.yaml'}:6: node 3 (KSampler) has no input 'stpes'; "
+            "did you mean 'steps'?",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_cases_without_a_server_is_a_usage_error(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "cases/t.yaml").write_text(TXT2IMG)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ComfyUI cases were collected but no server is configured*"])
+
+
+def test_unreachable_server_fails_naming_the_url(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "cases/t.yaml").write_text(TXT2IMG)
+    result = pytester.runpytest("--comfy-url", "http://127.0.0.1:9", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ComfyUI is not reachable*http://127.0.0.1:9*"])

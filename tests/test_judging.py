@@ -1,0 +1,127 @@
+"""Comparison and the baseline lifecycle, on images made in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfytest.baselines import BaselineStore, atomic_write
+from comfytest.compare import Tolerance, compare
+
+
+def texture(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
+
+
+def nudge(image: Image.Image, amount: int) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.int16).copy()
+    value = int(pixels[0, 0, 0])
+    pixels[0, 0, 0] = value + amount if value + amount <= 255 else value - amount
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def test_identical_pixels_are_reported_as_identical() -> None:
+    result = compare(texture(1), texture(1), Tolerance())
+    assert result.identical and result.passed
+    assert result.describe() == "pixels identical"
+
+
+def test_unrelated_images_are_far_apart() -> None:
+    result = compare(texture(1), texture(2), Tolerance())
+    assert not result.passed
+    assert result.phash_distance > 10
+    assert f"phash distance {result.phash_distance} > 2 allowed" in result.describe()
+
+
+def test_one_pixel_change_passes_the_hash_but_not_a_pixel_tolerance() -> None:
+    changed = nudge(texture(1), 40)
+    loose = compare(changed, texture(1), Tolerance())
+    assert loose.passed and not loose.identical
+    assert loose.max_pixel_diff == 40
+    strict = compare(changed, texture(1), Tolerance(max_pixel_diff=0))
+    assert not strict.passed
+    assert "max pixel diff 40 (allowed 0)" in strict.describe()
+
+
+def test_size_mismatch_is_its_own_verdict() -> None:
+    result = compare(texture(1, (64, 64)), texture(1, (64, 32)), Tolerance(phash=64))
+    assert not result.passed
+    assert result.describe() == "size/mode differ: actual 64x64 RGB, baseline 64x32 RGB"
+
+
+def store(tmp_path: Path, update: str) -> BaselineStore:
+    return BaselineStore(tmp_path / "baselines", tmp_path / "results", update)
+
+
+def judge(s: BaselineStore, image: Image.Image) -> str:
+    return s.judge("suite", "case", "9-0", "9 (SaveImage #0)", image, Tolerance()).status
+
+
+def test_lifecycle(tmp_path: Path) -> None:
+    baseline = tmp_path / "baselines" / "suite" / "case" / "9-0.png"
+    kept = tmp_path / "results" / "suite" / "case" / "9-0.png"
+    assert judge(store(tmp_path, "none"), texture(1)) == "missing"
+    assert kept.is_file() and not baseline.exists()
+    assert judge(store(tmp_path, "missing"), texture(1)) == "created"
+    assert baseline.is_file()
+    assert judge(store(tmp_path, "none"), texture(1)) == "passed"
+    assert judge(store(tmp_path, "missing"), texture(2)) == "failed", "missing never rewrites"
+    assert judge(store(tmp_path, "none"), texture(2)) == "failed"
+    assert np.array_equal(np.asarray(Image.open(kept)), np.asarray(texture(2)))
+    assert judge(store(tmp_path, "changed"), texture(2)) == "updated"
+    assert judge(store(tmp_path, "none"), texture(2)) == "passed"
+    before = baseline.read_bytes()
+    assert judge(store(tmp_path, "changed"), nudge(texture(2), 1)) == "passed"
+    assert baseline.read_bytes() == before, "changed rewrites only outputs beyond tolerance"
+    assert judge(store(tmp_path, "all"), nudge(texture(2), 1)) == "updated"
+    assert baseline.read_bytes() != before
+    assert judge(store(tmp_path, "all"), nudge(texture(2), 1)) == "passed"
+
+
+def test_baselines_hold_pixels_only(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("prompt", '{"3": {}}')
+    source = tmp_path / "comfy.png"
+    texture(3).save(source, pnginfo=info)
+    with Image.open(source) as opened:
+        judge(store(tmp_path, "missing"), opened.copy())
+    with Image.open(tmp_path / "baselines" / "suite" / "case" / "9-0.png") as saved:
+        assert "prompt" not in saved.info
+
+
+def test_a_corrupt_baseline_fails_with_its_path(tmp_path: Path) -> None:
+    s = store(tmp_path, "none")
+    path = s.baseline_path("suite", "case", "9-0")
+    atomic_write(path, b"\x89PNG\r\n\x1a\n truncated")
+    verdict = s.judge("suite", "case", "9-0", "9", texture(1), Tolerance())
+    assert verdict.status == "failed"
+    assert verdict.problem.startswith("baseline unreadable")
+    assert verdict.baseline == path
+
+
+def test_atomic_write_leaves_old_content_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "b" / "x.png"
+    atomic_write(path, b"old")
+
+    def boom(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in path.parent.iterdir()] == ["x.png"], "no temp file left behind"
+
+
+def test_unknown_update_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="none, missing, changed, all"):
+        store(tmp_path, "sometimes")
