@@ -22,7 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
-    config.pluginmanager.register(BaselineTally(), "comfytest-tally")
+    config.pluginmanager.register(Summary(config), "comfytest-summary")
     if settings.configured:
         store = BaselineStore(settings.baselines, settings.results, settings.update)
         config.stash[RUNNER_KEY] = Runner(
@@ -59,10 +59,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
-class BaselineTally:
-    """Counts baseline outcomes from test reports: works the same on the xdist controller."""
+class Summary:
+    """Counts output verdicts from test reports (the same on the xdist controller)."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.counts: dict[str, int] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -72,9 +73,14 @@ class BaselineTally:
                     self.counts[status] = self.counts.get(status, 0) + 1
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.counts:
+        runner = self.config.stash.get(RUNNER_KEY, None)
+        server_line = runner.server_line if runner is not None else ""
+        if not self.counts and not server_line:
             return
-        order = ("passed", "failed", "missing", "created", "updated")
-        parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
-        terminalreporter.write_sep("-", "comfytest baselines")
-        terminalreporter.write_line("outputs: " + ", ".join(parts))
+        terminalreporter.write_sep("-", "comfytest")
+        if server_line:
+            terminalreporter.write_line(server_line)
+        if self.counts:
+            order = ("passed", "failed", "missing", "created", "updated")
+            parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
+            terminalreporter.write_line("outputs: " + ", ".join(parts))

@@ -89,6 +89,8 @@ class Runner:
         self._server: ManagedServer | None = None
         self._client: ComfyClient | None = None
         self._setup_error: ComfytestError | None = None
+        #: One line about the server this runner used, once it was reached.
+        self.server_line = ""
 
     @property
     def launches(self) -> bool:
@@ -110,6 +112,7 @@ class Runner:
                     self._client.url,
                 )
             return self._client
+        ready_s = 0.0
         try:
             url = self.url
             if url is None:
@@ -117,11 +120,15 @@ class Runner:
                 root = self._run_root or Path(tempfile.gettempdir())
                 root.mkdir(parents=True, exist_ok=True)
                 run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
-                self._server = start_server(runtime, run_dir, extra_args=self._server_args)
+                started = time.monotonic()
+                self._server = start_server(
+                    runtime, run_dir, extra_args=self._server_args, log=lambda message: None
+                )
+                ready_s = time.monotonic() - started
                 url = self._server.url
             client = ComfyClient(url)
             try:
-                client.system_stats()
+                version = client.system_stats().get("system", {}).get("comfyui_version", "?")
             except ServerError as exc:
                 client.close()
                 raise ServerError(f"ComfyUI is not reachable: {exc}") from None
@@ -129,6 +136,8 @@ class Runner:
             self._setup_error = exc
             raise
         self._client = client
+        how = f"managed, ready in {ready_s:.1f} s" if self._server else "given by --comfy-url"
+        self.server_line = f"ComfyUI {version} at {url} ({how})"
         return client
 
     def run_case(self, case: Case, case_name: str) -> CaseResult:

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Loaded once here: pytester's in-process runs drop modules imported during a run, and numpy's
+# extension modules cannot be loaded twice in one process (imagehash.phash imports this lazily).
+import scipy.fftpack  # noqa: F401
+
 from comfytest.runtime import ManagedServer, Runtime, install, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +37,8 @@ def project(pytester: pytest.Pytester) -> Path:
     cases = pytester.path / "cases"
     shutil.copytree(REPO / "cases" / "workflows", cases / "workflows")
     shutil.copytree(REPO / "cases" / "inputs", cases / "inputs")
-    pytester.makeini("[pytest]\n")
+    # The outer session already imported the plugin, so the inner one cannot rewrite it.
+    pytester.makeini("[pytest]\nfilterwarnings =\n    ignore::pytest.PytestAssertRewriteWarning\n")
     return pytester.path
 
 

@@ -27,7 +27,8 @@ def nudge(image: Image.Image, amount: int) -> Image.Image:
 
 def test_identical_pixels_are_reported_as_identical() -> None:
     result = compare(texture(1), texture(1), Tolerance())
-    assert result.identical and result.passed
+    assert result.identical
+    assert result.passed
     assert result.describe() == "pixels identical"
 
 
@@ -41,7 +42,8 @@ def test_unrelated_images_are_far_apart() -> None:
 def test_one_pixel_change_passes_the_hash_but_not_a_pixel_tolerance() -> None:
     changed = nudge(texture(1), 40)
     loose = compare(changed, texture(1), Tolerance())
-    assert loose.passed and not loose.identical
+    assert loose.passed
+    assert not loose.identical
     assert loose.max_pixel_diff == 40
     strict = compare(changed, texture(1), Tolerance(max_pixel_diff=0))
     assert not strict.passed
@@ -66,7 +68,8 @@ def test_lifecycle(tmp_path: Path) -> None:
     baseline = tmp_path / "baselines" / "suite" / "case" / "9-0.png"
     kept = tmp_path / "results" / "suite" / "case" / "9-0.png"
     assert judge(store(tmp_path, "none"), texture(1)) == "missing"
-    assert kept.is_file() and not baseline.exists()
+    assert kept.is_file()
+    assert not baseline.exists()
     assert judge(store(tmp_path, "missing"), texture(1)) == "created"
     assert baseline.is_file()
     assert judge(store(tmp_path, "none"), texture(1)) == "passed"

@@ -21,6 +21,11 @@ from .conftest import processes_mentioning
 COMFYTEST = [sys.executable, "-m", "comfytest.cli"]
 
 
+def home_of(runtime: Runtime) -> Path:
+    """The --comfy-home holding ``runtime`` (pytester points $HOME elsewhere)."""
+    return runtime.root.parent.parent
+
+
 def wait_until_gone(pids: list[int], within: float = 30.0) -> list[int]:
     """The pids still alive after ``within`` seconds (an exit has no event to wait on)."""
     deadline = time.monotonic() + within
@@ -70,10 +75,14 @@ def test_launch_starts_a_server_for_the_run_and_stops_it(
         "  - id: blur\n    inputs:\n      LoadImage: {image: {file: inputs/pattern.png}}\n"
     )
     result = pytester.runpytest_subprocess(
-        "--comfy-launch", "--comfy-update=missing", "-p", "no:cacheprovider"
+        "--comfy-launch",
+        f"--comfy-home={home_of(runtime)}",
+        "--comfy-update=missing",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
-    result.stderr.fnmatch_lines(["comfytest: ComfyUI ready at http://127.0.0.1:* in * s (pid *)"])
+    result.stdout.fnmatch_lines(["ComfyUI 0.3.75 at http://127.0.0.1:* (managed, ready in * s)"])
     assert processes_mentioning(str(project)) == []
     assert list((project / ".comfytest" / "servers").iterdir()) == [], "run folder removed"
 
@@ -90,7 +99,15 @@ def test_no_orphan_server_when_pytest_dies(
     log = project / "pytest.log"
     with log.open("wb") as out:
         pytest_process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--comfy-launch", "-p", "no:cacheprovider"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--comfy-launch",
+                f"--comfy-home={home_of(runtime)}",
+                "-p",
+                "no:cacheprovider",
+            ],
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -119,8 +136,8 @@ def test_no_orphan_server_when_pytest_dies(
 
 
 def test_cli_start_status_stop(runtime: Runtime, tmp_path: Path) -> None:
-    env = {**os.environ, "COMFYTEST_HOME": str(runtime.root.parent.parent)}
-    servers_before = set((runtime.root.parent.parent / "servers").glob("*/server.json"))
+    env = {**os.environ, "COMFYTEST_HOME": str(home_of(runtime))}
+    servers_before = set((home_of(runtime) / "servers").glob("*/server.json"))
     started = subprocess.run(
         [*COMFYTEST, "runtime", "start"], capture_output=True, text=True, env=env, check=True
     )
@@ -142,5 +159,5 @@ def test_cli_start_status_stop(runtime: Runtime, tmp_path: Path) -> None:
     assert f"stopped {url}" in stopped.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/system_stats", timeout=2)
-    after = set((runtime.root.parent.parent / "servers").glob("*/server.json"))
+    after = set((home_of(runtime) / "servers").glob("*/server.json"))
     assert after == servers_before
