@@ -1,0 +1,61 @@
+"""The public surface, and the rule that the library never imports pytest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import comfytest
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(comfytest.__all__) == [
+        "BaselineStore",
+        "Case",
+        "CaseError",
+        "CaseResult",
+        "CaseTimeout",
+        "ComfyClient",
+        "ComfytestError",
+        "Comparison",
+        "ExecutionFailed",
+        "OutputFile",
+        "OutputMismatch",
+        "PromptRejected",
+        "PromptRun",
+        "Runner",
+        "RuntimeSetupError",
+        "ServerError",
+        "Tolerance",
+        "Verdict",
+        "WorkflowError",
+        "__version__",
+        "compare",
+        "load_cases",
+    ]
+    for name in comfytest.__all__:
+        assert hasattr(comfytest, name), name
+
+
+def test_the_library_does_not_import_pytest() -> None:
+    library = [
+        "baselines",
+        "cases",
+        "cli",
+        "client",
+        "compare",
+        "errors",
+        "runner",
+        "runtime",
+        "workflow",
+        "_yaml",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import comfytest.{name}\n" for name in library)
+        + "print(sorted(m for m in sys.modules if m == 'pytest' or m.startswith('_pytest')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
