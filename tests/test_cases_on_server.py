@@ -223,3 +223,31 @@ def test_unreachable_server_fails_naming_the_url(pytester: pytest.Pytester, proj
     result = pytester.runpytest("--comfy-url", "http://127.0.0.1:9", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ComfyUI is not reachable*http://127.0.0.1:9*"])
+
+
+def test_outputs_dropped_by_validation_fail_the_case(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    # One valid output keeps the prompt alive: ComfyUI answers 200 with node_errors.
+    workflow = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "does-not-exist.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "a", "images": ["1", 0]}},
+        "3": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "4": {"class_type": "SaveImage", "inputs": {"filename_prefix": "b", "images": ["3", 0]}},
+    }
+    (project / "cases/workflows/half.json").write_text(json.dumps(workflow))
+    (project / "cases/half.yaml").write_text(
+        "workflow: workflows/half.json\ncases:\n  - id: half\n"
+    )
+    result = run(pytester, comfy)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ComfyUI rejected the prompt: some outputs failed validation and were dropped",
+            "*node 1 (LoadImage): Custom validation failed for node: "
+            "image - Invalid image file: does-not-exist.png",
+        ]
+    )
