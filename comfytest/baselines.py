@@ -1,6 +1,7 @@
 """Where baselines live, the one lifecycle every output goes through, and atomic writes.
 
-Layout: ``<baselines>/<case file>/<case id>/<node>-<index>.png``, pixels only (the PNG
+Layout: ``<baselines>/<case file>/<case id>[/<sweep cell>]/<node>-<index>.png`` (the
+``folder`` of each call below), pixels only (the PNG
 that ComfyUI wrote carries the prompt in text chunks; the baseline does not).
 
 Lifecycle per output, by update mode:
@@ -59,23 +60,22 @@ class BaselineStore:
         self.results = results
         self.update = update
 
-    def baseline_path(self, case_name: str, case_id: str, key: str) -> Path:
-        return self.root / case_name / case_id / f"{key}.png"
+    def baseline_path(self, folder: str, key: str) -> Path:
+        return self.root / folder / f"{key}.png"
 
     def judge(
         self,
-        case_name: str,
-        case_id: str,
+        folder: str,
         key: str,
         label: str,
         actual: Image.Image,
         tolerance: Tolerance,
     ) -> Verdict:
         """Compare ``actual`` with its baseline and apply the update mode."""
-        path = self.baseline_path(case_name, case_id, key)
+        path = self.baseline_path(folder, key)
         if not path.exists():
             if self.update == "none":
-                kept = self._keep_actual(case_name, case_id, key, actual)
+                kept = self._keep_actual(folder, key, actual)
                 return Verdict(key, label, "missing", path, kept)
             atomic_write(path, png_bytes(actual))
             return Verdict(key, label, "created", path)
@@ -86,7 +86,7 @@ class BaselineStore:
             if self.update in ("changed", "all"):
                 atomic_write(path, png_bytes(actual))
                 return Verdict(key, label, "updated", path)
-            kept = self._keep_actual(case_name, case_id, key, actual)
+            kept = self._keep_actual(folder, key, actual)
             return Verdict(key, label, "failed", path, kept, problem=f"baseline unreadable: {exc}")
         comparison = compare(actual, baseline, tolerance)
         rewrite = (self.update == "changed" and not comparison.passed) or (
@@ -97,11 +97,11 @@ class BaselineStore:
             return Verdict(key, label, "updated", path, comparison=comparison)
         if comparison.passed:
             return Verdict(key, label, "passed", path, comparison=comparison)
-        kept = self._keep_actual(case_name, case_id, key, actual)
+        kept = self._keep_actual(folder, key, actual)
         return Verdict(key, label, "failed", path, kept, comparison=comparison)
 
-    def _keep_actual(self, case_name: str, case_id: str, key: str, image: Image.Image) -> Path:
-        path = self.results / case_name / case_id / f"{key}.png"
+    def _keep_actual(self, folder: str, key: str, image: Image.Image) -> Path:
+        path = self.results / folder / f"{key}.png"
         atomic_write(path, png_bytes(image))
         return path
 

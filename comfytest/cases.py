@@ -1,25 +1,29 @@
 """Case files (YAML) -> Case objects, each mistake reported at its file and line.
 
-A case file holds file-level defaults and a list of cases::
+A case file holds file-level defaults and a list of cases; each case, or each cell of its
+sweep, becomes one Case::
 
-    workflow: ../workflows/txt2img.json    # relative to this file
+    workflow: workflows/txt2img.json       # relative to this file
     seed: 42                               # pins every seed input of the workflow
-    tolerance: {phash: 2}
     cases:
       - id: fox
         inputs:
-          "6": {text: "a red fox"}         # node id (or title, or unique class_type)
-          KSampler: {steps: 5, cfg: 7.0}
-      - id: photo
-        workflow: ../workflows/img2img.json
-        inputs:
-          LoadImage: {image: {file: ../inputs/photo.png}}   # uploaded before the run
+          KSampler: {steps: 5, cfg: 7.0}   # node id, title, or a class_type used once
+      - id: fox-sweep
+        extends: fox                       # start from another case of this file
+        matrix: {steps: [5, 10], cfg: [3.0, 7.0]}    # 4 cells: fox-sweep[steps=5-cfg=3.0] ...
+        zip: {prompt: [a fox, a cat], seed: [1, 2]}  # paired values, one axis
+
+Values are layered, later layers winning: the ``_defaults.yaml`` of every folder from the
+case root down to the file's folder, the file's top level, the case it ``extends``, the case.
+Paths are relative to the file that names them.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,17 +39,43 @@ from comfytest.workflow import (
     find_node,
     load_workflow,
     node_label,
+    resolve_axis,
     seed_targets,
     set_input,
 )
 
-__all__ = ["CASE_KEYS", "FILE_KEYS", "Case", "Upload", "load_cases"]
+__all__ = [
+    "CASE_KEYS",
+    "DEFAULTS_FILE",
+    "FILE_KEYS",
+    "Case",
+    "MarkSpec",
+    "Upload",
+    "load_cases",
+]
 
-#: Keys a case may carry; the same keys (but ``id``) may stand at file level as defaults.
-CASE_KEYS = ("id", "description", "workflow", "seed", "inputs", "tolerance", "timeout")
-FILE_KEYS = (*(key for key in CASE_KEYS if key != "id"), "cases")
+DEFAULTS_FILE = "_defaults.yaml"
+#: Keys a case may carry.
+CASE_KEYS = (
+    "id",
+    "description",
+    "extends",
+    "workflow",
+    "seed",
+    "inputs",
+    "aliases",
+    "matrix",
+    "zip",
+    "marks",
+    "tolerance",
+    "timeout",
+)
+#: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
+SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
+FILE_KEYS = (*SHARED_KEYS, "cases")
 TOLERANCE_KEYS = ("phash", "hash_size", "max_pixel_diff", "mean_pixel_diff")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
 
 @dataclass(frozen=True)
@@ -58,10 +88,21 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class Case:
-    """One runnable case: a finished prompt plus how to judge its outputs."""
+class MarkSpec:
+    """A pytest mark named in YAML; ``when`` limits it to sweep cells with those values."""
 
-    id: str
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One runnable case, or one cell of a sweep: a finished prompt plus how to judge it."""
+
+    name: str  # the pytest item name: "fox" or "fox[steps=5-cfg=3.0]"
+    case_id: str
     path: Path
     line: int
     workflow_path: Path
@@ -70,12 +111,75 @@ class Case:
     tolerance: Tolerance
     timeout: float | None = None
     description: str = ""
+    cell: str = ""
+    values: Mapping[str, Any] = field(default_factory=dict)
     uploads: tuple[Upload, ...] = ()
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    marks: tuple[MarkSpec, ...] = ()
+
+    @property
+    def folder(self) -> str:
+        """Where this case's baselines live, under its case file's folder."""
+        return f"{self.case_id}/{self.cell}" if self.cell else self.case_id
 
 
-def load_cases(path: Path) -> list[Case]:
-    """Parse a case file; raise CaseError at the first mistake."""
+@dataclass(frozen=True)
+class _Setting:
+    """One ``inputs`` entry, remembering where it was written."""
+
+    node: str
+    input: str
+    value: Any
+    path: Path
+    line: int
+
+
+@dataclass
+class _Body:
+    """A case's values as the layers accumulate them, each remembering its file and line."""
+
+    scalars: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
+    settings: list[_Setting] = field(default_factory=list)
+    aliases: dict[str, tuple[str, Path, int]] = field(default_factory=dict)
+    tolerance: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
+    marks: list[tuple[Any, Path, int]] = field(default_factory=list)
+
+    def copy(self) -> _Body:
+        return _Body(
+            dict(self.scalars),
+            list(self.settings),
+            dict(self.aliases),
+            dict(self.tolerance),
+            list(self.marks),
+        )
+
+    def layer(self, data: LineMap, path: Path) -> None:
+        """Apply one mapping of case keys written in ``path``."""
+        for key, value in data.items():
+            line = data.line_of(key)
+            if key == "inputs":
+                self.settings += _settings(value, path, line)
+            elif key == "aliases":
+                self.aliases.update(_aliases(value, path, line))
+            elif key == "tolerance":
+                self.tolerance.update(_tolerance_layer(value, path, line))
+            elif key == "marks":
+                if not isinstance(value, list):
+                    raise CaseError("marks: expected a list", path, line)
+                self.marks += [(mark, path, line) for mark in value]
+            elif key == "workflow":
+                if not isinstance(value, str):
+                    raise CaseError("workflow must be a path (string)", path, line)
+                self.scalars[key] = ((path.parent / value).resolve(), path, line)
+            elif key not in ("id", "extends", "cases"):
+                self.scalars[key] = (value, path, line)
+
+
+def load_cases(path: Path, root: Path | None = None) -> list[Case]:
+    """Parse a case file into Cases (sweeps expanded); raise CaseError at the first mistake.
+
+    ``root`` is the case folder whose ``_defaults.yaml`` files apply, down to ``path``.
+    """
     data = load_yaml(path)
     if data is None:
         raise CaseError("empty case file: expected a mapping with a 'cases' list", path, 1)
@@ -85,93 +189,183 @@ def load_cases(path: Path) -> list[Case]:
     entries = data.get("cases")
     if not isinstance(entries, list) or not entries:
         raise CaseError("'cases' must be a non-empty list of cases", path, data.line_of("cases"))
-    defaults = {key: data[key] for key in data if key != "cases"}
-    cases: list[Case] = []
-    seen: dict[str, int] = {}
+    shared = _Body()
+    for defaults in _defaults_files(path, root):
+        layer = load_yaml(defaults)
+        if layer is None:
+            continue
+        if not isinstance(layer, LineMap):
+            raise CaseError("a defaults file must be a mapping of case keys", defaults, 1)
+        _check_keys(layer, SHARED_KEYS, defaults, "defaults")
+        shared.layer(layer, defaults)
+    shared.layer(data, path)
+
+    by_id: dict[str, LineMap] = {}
     for entry in entries:
         if not isinstance(entry, LineMap):
             raise CaseError("each case must be a mapping with an 'id'", path, data.line_of("cases"))
-        case = _build_case(entry, data, defaults, path)
-        if case.id in seen:
+        _check_keys(entry, CASE_KEYS, path, "case")
+        case_id = entry.get("id")
+        if not isinstance(case_id, str) or not _ID.match(case_id):
             raise CaseError(
-                f"duplicate case id {case.id!r} (first at line {seen[case.id]})", path, case.line
+                f"case id must be a string of letters, digits and _.=+- (got {case_id!r})",
+                path,
+                entry.line_of("id"),
             )
-        seen[case.id] = case.line
-        cases.append(case)
+        if case_id in by_id:
+            first = by_id[case_id].line
+            raise CaseError(
+                f"duplicate case id {case_id!r} (first at line {first})", path, entry.line
+            )
+        by_id[case_id] = entry
+
+    cases: list[Case] = []
+    for case_id, entry in by_id.items():
+        body = shared.copy()
+        for ancestor in _extends_chain(case_id, by_id, path):
+            body.layer(ancestor, path)
+        cases += _expand(case_id, entry, body, path)
     return cases
 
 
-def _build_case(entry: LineMap, top: LineMap, defaults: dict[str, Any], path: Path) -> Case:
-    _check_keys(entry, CASE_KEYS, path, "case")
+def _defaults_files(path: Path, root: Path | None) -> list[Path]:
+    """``_defaults.yaml`` files from ``root`` down to the case file's folder, outermost first."""
+    folder = path.parent.resolve()
+    top = root.resolve() if root is not None else folder
+    if not folder.is_relative_to(top):
+        top = folder
+    chain = [folder, *folder.parents]
+    chain = chain[: chain.index(top) + 1]
+    return [d / DEFAULTS_FILE for d in reversed(chain) if (d / DEFAULTS_FILE).is_file()]
 
-    def line_of(key: str) -> int:
-        return entry.line_of(key) if key in entry else top.line_of(key)
 
-    case_id = entry.get("id")
-    if not isinstance(case_id, str) or not _ID.match(case_id):
-        raise CaseError(
-            f"case id must be a string of letters, digits and _.=+- (got {case_id!r})",
-            path,
-            entry.line_of("id"),
-        )
-    merged = {**defaults, **entry}
-    if "workflow" not in merged:
+def _extends_chain(case_id: str, by_id: dict[str, LineMap], path: Path) -> list[LineMap]:
+    """The case and the cases it extends, base first."""
+    chain = [by_id[case_id]]
+    seen = [case_id]
+    while "extends" in chain[0]:
+        parent = chain[0]["extends"]
+        line = chain[0].line_of("extends")
+        if not isinstance(parent, str) or parent not in by_id:
+            raise CaseError(
+                f"extends: no case {parent!r} in this file{_suggest(str(parent), by_id)}",
+                path,
+                line,
+            )
+        if parent in seen:
+            cycle = " -> ".join([*reversed(seen), parent])
+            raise CaseError(f"extends: cycle {cycle}", path, line)
+        seen.append(parent)
+        chain.insert(0, by_id[parent])
+    return chain
+
+
+def _expand(case_id: str, entry: LineMap, body: _Body, path: Path) -> list[Case]:
+    """One Case, or one per sweep cell, in document order (last axis varies fastest)."""
+    axes = _axes(body)
+    if not axes:
+        return [_build(case_id, entry, body, path, {}, "")]
+    names = [name for name, _, _ in axes]
+    matrix = [[(name, v) for v in vals] for name, vals, zipped in axes if not zipped]
+    zipped_axes = [(name, vals) for name, vals, zipped in axes if zipped]
+    zip_rows: list[list[tuple[str, Any]]] = [
+        list(zip([name for name, _ in zipped_axes], row, strict=True))
+        for row in zip(*[vals for _, vals in zipped_axes], strict=True)
+    ] or [[]]
+    rows = [[*m, *z] for m in itertools.product(*matrix) for z in zip_rows]
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        values = dict(row)
+        cell = "-".join(f"{name}={_format(values[name])}" for name in names)
+        if cell in seen:
+            seen[cell] += 1
+            cell = f"{cell}-{seen[cell]}"
+        else:
+            seen[cell] = 0
+        cases.append(_build(case_id, entry, body, path, values, cell))
+    return cases
+
+
+def _axes(body: _Body) -> list[tuple[str, list[Any], bool]]:
+    axes: list[tuple[str, list[Any], bool]] = []
+    lengths: dict[str, int] = {}
+    for key, zipped in (("matrix", False), ("zip", True)):
+        if key not in body.scalars:
+            continue
+        value, path, line = body.scalars[key]
+        if not isinstance(value, LineMap) or not value:
+            raise CaseError(f"{key}: expected a mapping of input -> list of values", path, line)
+        for name, values in value.items():
+            vline = value.line_of(name)
+            if not isinstance(values, list) or not values:
+                raise CaseError(f"{key}.{name}: expected a non-empty list of values", path, vline)
+            if any(name == other for other, _, _ in axes):
+                raise CaseError(f"{key}.{name}: {name!r} is swept twice", path, vline)
+            if zipped:
+                lengths[name] = len(values)
+            axes.append((str(name), values, zipped))
+        if zipped and len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"{n}: {count}" for n, count in lengths.items())
+            raise CaseError(f"zip: the lists must have the same length ({sizes})", path, line)
+    return axes
+
+
+def _build(
+    case_id: str, entry: LineMap, body: _Body, path: Path, values: dict[str, Any], cell: str
+) -> Case:
+    workflow_path, wpath, wline = body.scalars.get("workflow", (None, path, entry.line))
+    if workflow_path is None:
         raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
-    workflow_value = merged["workflow"]
-    if not isinstance(workflow_value, str):
-        raise CaseError("workflow must be a path (string)", path, line_of("workflow"))
-    workflow_path = (path.parent / workflow_value).resolve()
     try:
         prompt = copy.deepcopy(load_workflow(workflow_path))
     except WorkflowError as exc:
         if exc.line is None and not workflow_path.exists():
-            raise CaseError(
-                f"workflow not found: {workflow_path}", path, line_of("workflow")
-            ) from None
+            raise CaseError(f"workflow not found: {workflow_path}", wpath, wline) from None
         raise
 
-    seed = merged.get("seed")
+    seed, spath, sline = body.scalars.get("seed", (None, path, entry.line))
+    if "seed" in values:
+        seed = values["seed"]
+        spath, sline = _axis_origin(body, "seed", (path, entry.line))
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise CaseError(
-            f"seed: expected a non-negative integer, got {seed!r}", path, line_of("seed")
-        )
+        raise CaseError(f"seed: expected a non-negative integer, got {seed!r}", spath, sline)
 
     overrides: dict[str, dict[str, Any]] = {}
     uploads: list[Upload] = []
-    for source in (top, entry):
-        block = source.get("inputs")
-        if block is None:
+
+    def apply(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
+        value = _check_value(value, where, line, name)
+        try:
+            if isinstance(value, Upload):
+                set_input(prompt, node_id, name, value.path.name)
+                uploads[:] = [u for u in uploads if (u.node_id, u.input_name) != (node_id, name)]
+                uploads.append(Upload(node_id, name, value.path))
+            else:
+                set_input(prompt, node_id, name, value)
+        except OverrideError as exc:
+            raise CaseError(str(exc), where, line) from None
+        shown = str(value.path) if isinstance(value, Upload) else value
+        overrides.setdefault(node_id, {})[name] = shown
+
+    for setting in body.settings:
+        try:
+            node_id = find_node(prompt, setting.node)
+        except OverrideError as exc:
+            raise CaseError(str(exc), setting.path, setting.line) from None
+        apply(node_id, setting.input, setting.value, setting.path, setting.line)
+
+    for axis, value in values.items():
+        if axis == "seed":
             continue
-        if not isinstance(block, LineMap):
-            raise CaseError(
-                "inputs: expected a mapping of node -> {input: value}",
-                path,
-                source.line_of("inputs"),
-            )
-        for ref, values in block.items():
-            line = block.line_of(ref)
-            try:
-                node_id = find_node(prompt, str(ref))
-            except OverrideError as exc:
-                raise CaseError(str(exc), path, line) from None
-            if not isinstance(values, LineMap):
-                raise CaseError(
-                    f"inputs of {ref!r}: expected a mapping of input -> value", path, line
-                )
-            for name, value in values.items():
-                vline = values.line_of(name)
-                value = _check_value(value, path, vline, name)
-                try:
-                    if isinstance(value, Upload):
-                        set_input(prompt, node_id, str(name), value.path.name)
-                        uploads.append(Upload(node_id, str(name), value.path))
-                    else:
-                        set_input(prompt, node_id, str(name), value)
-                except OverrideError as exc:
-                    raise CaseError(str(exc), path, vline) from None
-                overrides.setdefault(node_id, {})[str(name)] = (
-                    str(value.path) if isinstance(value, Upload) else value
-                )
+        apath, aline = _axis_origin(body, axis, (path, entry.line))
+        alias = body.aliases.get(axis)
+        try:
+            targets = resolve_axis(prompt, alias[0] if alias else axis, value)
+        except OverrideError as exc:
+            raise CaseError(f"{axis}: {exc}", *(alias[1:] if alias else (apath, aline))) from None
+        for node_id, name, target_value in targets:
+            apply(node_id, name, target_value, apath, aline)
 
     for node_id, name in seed_targets(prompt):
         if name in overrides.get(node_id, {}):
@@ -186,31 +380,89 @@ def _build_case(entry: LineMap, top: LineMap, defaults: dict[str, Any], path: Pa
             )
         prompt[node_id]["inputs"][name] = seed
 
-    timeout = merged.get("timeout")
+    timeout, tpath, tline = body.scalars.get("timeout", (None, path, entry.line))
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
         raise CaseError(
-            f"timeout: expected a positive number of seconds, got {timeout!r}",
-            path,
-            line_of("timeout"),
+            f"timeout: expected a positive number of seconds, got {timeout!r}", tpath, tline
         )
-    description = merged.get("description", "")
+    description, dpath, dline = body.scalars.get("description", ("", path, entry.line))
     if not isinstance(description, str):
-        raise CaseError("description must be a string", path, line_of("description"))
+        raise CaseError("description must be a string", dpath, dline)
     return Case(
-        id=case_id,
+        name=f"{case_id}[{cell}]" if cell else case_id,
+        case_id=case_id,
         path=path,
         line=entry.line,
         workflow_path=workflow_path,
         prompt=prompt,
         seed=seed,
-        tolerance=_tolerance(merged.get("tolerance"), path, line_of("tolerance")),
+        tolerance=_tolerance(body),
         timeout=float(timeout) if timeout is not None else None,
         description=description,
+        cell=cell,
+        values=values,
         uploads=tuple(uploads),
         overrides=overrides,
+        marks=_marks(body, values),
     )
+
+
+def _axis_origin(body: _Body, axis: str, default: tuple[Path, int]) -> tuple[Path, int]:
+    """File and line where a sweep axis was written."""
+    for key in ("matrix", "zip"):
+        if key in body.scalars:
+            value, path, _ = body.scalars[key]
+            if isinstance(value, LineMap) and axis in value:
+                return path, value.line_of(axis)
+    return default
+
+
+def _format(value: Any) -> str:
+    """A value as it appears in a cell id: short, and safe in a folder name."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, list) and len(value) == 2:
+        text = f"{value[0]}x{value[1]}"
+    else:
+        text = str(value)
+    text = _UNSAFE.sub("_", text).strip("_")
+    return text[:40] or "_"
+
+
+def _settings(value: Any, path: Path, line: int) -> list[_Setting]:
+    if not isinstance(value, LineMap):
+        raise CaseError("inputs: expected a mapping of node -> {input: value}", path, line)
+    settings = []
+    for ref, inputs in value.items():
+        rline = value.line_of(ref)
+        if not isinstance(inputs, LineMap):
+            raise CaseError(f"inputs of {ref!r}: expected a mapping of input -> value", path, rline)
+        settings += [
+            _Setting(str(ref), str(name), item, path, inputs.line_of(name))
+            for name, item in inputs.items()
+        ]
+    return settings
+
+
+def _aliases(value: Any, path: Path, line: int) -> dict[str, tuple[str, Path, int]]:
+    if not isinstance(value, LineMap):
+        raise CaseError("aliases: expected a mapping of name -> 'Node.input'", path, line)
+    result = {}
+    for name, target in value.items():
+        aline = value.line_of(name)
+        if not isinstance(target, str) or "." not in target:
+            raise CaseError(
+                f"aliases.{name}: expected 'Node.input' (a node id, title or class, a dot, "
+                f"an input name), got {target!r}",
+                path,
+                aline,
+            )
+        result[str(name)] = (target, path, aline)
+    return result
 
 
 def _check_value(value: Any, path: Path, line: int, name: Any) -> Any:
@@ -228,26 +480,66 @@ def _check_value(value: Any, path: Path, line: int, name: Any) -> Any:
     return value
 
 
-def _tolerance(value: Any, path: Path, line: int) -> Tolerance:
-    if value is None:
-        return Tolerance()
+def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, Path, int]]:
     if isinstance(value, int) and not isinstance(value, bool):
-        value = {"phash": value}
-    if not isinstance(value, LineMap | dict):
+        return {"phash": (value, path, line)}
+    if not isinstance(value, LineMap):
         raise CaseError("tolerance: expected an integer (pHash bits) or a mapping", path, line)
-    if isinstance(value, LineMap):
-        _check_keys(value, TOLERANCE_KEYS, path, "tolerance")
+    _check_keys(value, TOLERANCE_KEYS, path, "tolerance")
+    return {str(key): (raw, path, value.line_of(key)) for key, raw in value.items()}
+
+
+def _tolerance(body: _Body) -> Tolerance:
     kwargs: dict[str, Any] = {}
-    for key, raw in value.items():
-        kline = value.line_of(key) if isinstance(value, LineMap) else line
+    for key, (raw, path, line) in body.tolerance.items():
         is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
         if not is_number or raw < 0 or (key != "mean_pixel_diff" and not isinstance(raw, int)):
             kind = "a non-negative number" if key == "mean_pixel_diff" else "a non-negative integer"
-            raise CaseError(f"tolerance.{key}: expected {kind}, got {raw!r}", path, kline)
+            raise CaseError(f"tolerance.{key}: expected {kind}, got {raw!r}", path, line)
+        if key == "hash_size" and raw < 2:
+            raise CaseError("tolerance.hash_size: must be at least 2", path, line)
         kwargs[key] = raw
-    if kwargs.get("hash_size", 2) < 2:
-        raise CaseError("tolerance.hash_size: must be at least 2", path, line)
     return Tolerance(**kwargs)
+
+
+_MARK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _marks(body: _Body, values: Mapping[str, Any]) -> tuple[MarkSpec, ...]:
+    """Marks as written: ``slow``, ``{skip: reason}``, ``{xfail: {reason: .., when: {..}}}``."""
+    marks: list[MarkSpec] = []
+    for raw, path, line in body.marks:
+        if isinstance(raw, str):
+            name, args = raw, None
+        elif isinstance(raw, LineMap) and len(raw) == 1:
+            name, args = next(iter(raw.items()))
+            line = raw.line_of(name)
+        else:
+            raise CaseError(
+                "each mark is a name, or {name: reason} / {name: {arguments}}", path, line
+            )
+        if not isinstance(name, str) or not _MARK_NAME.match(name):
+            raise CaseError(f"mark name must be an identifier, got {name!r}", path, line)
+        when: Mapping[str, Any] = {}
+        if args is None:
+            spec = MarkSpec(name)
+        elif isinstance(args, LineMap):
+            kwargs = dict(args)
+            when = kwargs.pop("when", {})
+            if not isinstance(when, Mapping):
+                raise CaseError(f"{name}.when: expected a mapping of axis -> value", path, line)
+            spec = MarkSpec(name, (), kwargs, when)
+        elif isinstance(args, list):
+            spec = MarkSpec(name, tuple(args))
+        else:
+            reason = {"reason": args} if name in ("skip", "xfail") else None
+            spec = MarkSpec(name, () if reason else (args,), reason or {})
+        unknown = [axis for axis in when if axis not in values]
+        if unknown:
+            raise CaseError(f"{name}.when: {unknown[0]!r} is not a swept axis", path, line)
+        if all(values[axis] == wanted for axis, wanted in when.items()):
+            marks.append(spec)
+    return tuple(marks)
 
 
 def _check_keys(mapping: LineMap, allowed: tuple[str, ...], path: Path, what: str) -> None:
@@ -256,3 +548,8 @@ def _check_keys(mapping: LineMap, allowed: tuple[str, ...], path: Path, what: st
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(allowed)})"
             raise CaseError(f"unknown {what} key {key!r}{hint}", path, mapping.line_of(key))
+
+
+def _suggest(name: str, choices: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -35,12 +35,19 @@ class CaseFile(pytest.File):
     """A YAML file of cases; a mistake in it is a collection error at its line."""
 
     def collect(self) -> Iterator[CaseItem]:
+        settings = self.config.stash[SETTINGS_KEY]
+        root = next((r for r in settings.case_paths if self.path.is_relative_to(r)), None)
         try:
-            cases = load_cases(self.path)
+            cases = load_cases(self.path, root)
         except ComfytestError as exc:
             raise self.CollectError(str(exc)) from None
         for case in cases:
-            yield CaseItem.from_parent(self, name=case.id, case=case)
+            item = CaseItem.from_parent(self, name=case.name, case=case)
+            for mark in case.marks:
+                item.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
+            for axis, value in case.values.items():
+                item.extra_keyword_matches.add(f"{axis}:{value}")
+            yield item
 
 
 class CaseItem(pytest.Item):

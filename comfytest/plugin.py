@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from comfytest.baselines import BaselineStore
+from comfytest.cases import DEFAULTS_FILE
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
@@ -43,7 +44,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
-    if file_path.suffix not in CASE_SUFFIXES:
+    if file_path.suffix not in CASE_SUFFIXES or file_path.name == DEFAULTS_FILE:
         return None
     settings = parent.config.stash[SETTINGS_KEY]
     if any(file_path.is_relative_to(root) for root in settings.case_paths):

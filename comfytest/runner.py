@@ -44,15 +44,15 @@ class CaseResult:
 
     def failure_lines(self) -> list[str]:
         if not self.verdicts:
-            return [f"{self.case.id}: the prompt produced no image outputs to judge"]
+            return [f"{self.case.name}: the prompt produced no image outputs to judge"]
         lines: list[str] = []
         for verdict in self.verdicts:
             if verdict.ok:
                 continue
             if verdict.status == "missing":
-                lines.append(f"{self.case.id}: output {verdict.label} has no baseline")
+                lines.append(f"{self.case.name}: output {verdict.label} has no baseline")
             else:
-                lines.append(f"{self.case.id}: output {verdict.label} differs from its baseline")
+                lines.append(f"{self.case.name}: output {verdict.label} differs from its baseline")
             if verdict.problem:
                 lines.append(f"  {verdict.problem}")
             if verdict.comparison is not None:
@@ -163,7 +163,9 @@ class Runner:
             title = node_label(prompt, output.node_id)[1]
             label = f"{output.node_id} ({title} #{output.index})"
             result.verdicts.append(
-                self.store.judge(case_name, case.id, output.key, label, image, case.tolerance)
+                self.store.judge(
+                    f"{case_name}/{case.folder}", output.key, label, image, case.tolerance
+                )
             )
             download_s += t1 - t0
             compare_s += time.perf_counter() - t1

@@ -25,6 +25,7 @@ __all__ = [
     "node_label",
     "node_sort_key",
     "prompt_digest",
+    "resolve_axis",
     "seed_targets",
     "set_input",
 ]
@@ -33,6 +34,16 @@ Prompt = dict[str, Any]
 
 #: Input names ComfyUI's frontend treats as seeds (``control_after_generate``).
 SEED_INPUTS = ("seed", "noise_seed")
+#: Short names for inputs in sweeps; any other name is looked up as an input name.
+INPUT_ALIASES = {
+    "sampler": "sampler_name",
+    "model": "ckpt_name",
+    "ckpt": "ckpt_name",
+    "checkpoint": "ckpt_name",
+    "batch": "batch_size",
+}
+#: Aliases that follow the sampler's conditioning links, or set two inputs at once.
+SPECIAL_AXES = ("prompt", "negative", "size")
 
 
 class OverrideError(ComfytestError):
@@ -115,6 +126,91 @@ def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
             f"override node {source}'s inputs instead"
         )
     inputs[name] = copy.deepcopy(value)
+
+
+def resolve_axis(prompt: Prompt, key: str, value: Any) -> list[tuple[str, str, Any]]:
+    """Which (node, input, value) a sweep axis sets.
+
+    ``key`` is ``Node.input`` (node id, title or unique class), an alias (``sampler``,
+    ``model``, ``batch``), ``prompt``/``negative`` (the text feeding the sampler's
+    positive/negative conditioning), ``size`` (``WxH`` or ``[W, H]`` on the one node with
+    both width and height), or an input name that exactly one node has.
+    """
+    if "." in key:
+        node_ref, name = key.rsplit(".", 1)
+        return [(find_node(prompt, node_ref), name, value)]
+    if key in ("prompt", "negative"):
+        return [
+            (_text_source(prompt, "positive" if key == "prompt" else "negative"), "text", value)
+        ]
+    if key == "size":
+        width, height = _size(value)
+        holders = _holders(prompt, "width") & _holders(prompt, "height")
+        latent = {nid for nid in holders if "Latent" in prompt[nid]["class_type"]}
+        chosen = latent if len(latent) == 1 else holders
+        if len(chosen) != 1:
+            raise OverrideError(
+                _ambiguous(prompt, sorted(holders, key=node_sort_key), "width/height")
+            )
+        (node_id,) = chosen
+        return [(node_id, "width", width), (node_id, "height", height)]
+    name = INPUT_ALIASES.get(key, key)
+    holders = _holders(prompt, name)
+    if len(holders) == 1:
+        return [(holders.pop(), name, value)]
+    if holders:
+        raise OverrideError(_ambiguous(prompt, sorted(holders, key=node_sort_key), name))
+    known = {n for node in prompt.values() for n in node.get("inputs", {})}
+    known = (known | set(INPUT_ALIASES) | set(SPECIAL_AXES)) - {key, name}
+    raise OverrideError(f"no node has an input {name!r}{_suggest(key, known)}")
+
+
+def _holders(prompt: Prompt, name: str) -> set[str]:
+    return {
+        node_id
+        for node_id, node in prompt.items()
+        if name in node.get("inputs", {}) and not _is_link(node["inputs"][name])
+    }
+
+
+def _ambiguous(prompt: Prompt, node_ids: list[str], name: str) -> str:
+    nodes = ", ".join(f"{nid} ({node_label(prompt, nid)[1]!r})" for nid in node_ids)
+    return f"{len(node_ids)} nodes have {name}: {nodes}; name one as 'Node.input' or add an alias"
+
+
+def _text_source(prompt: Prompt, slot: str) -> str:
+    """The node whose literal ``text`` feeds the sampler's ``slot`` conditioning."""
+    sources = {
+        node["inputs"][slot][0]
+        for node in prompt.values()
+        if _is_link(node.get("inputs", {}).get(slot))
+    }
+    if len(sources) != 1:
+        found = f"{len(sources)} different sources" if sources else "no link"
+        raise OverrideError(f"expected one node feeding '{slot}' conditioning, found {found}")
+    source = sources.pop()
+    text = prompt.get(source, {}).get("inputs", {}).get("text")
+    if text is None or _is_link(text):
+        title = node_label(prompt, source)[1]
+        raise OverrideError(
+            f"the {slot} conditioning comes from node {source} ({title}), which has no literal "
+            f"text input; sweep '{title}.<input>' instead"
+        )
+    return str(source)
+
+
+def _size(value: Any) -> tuple[int, int]:
+    if isinstance(value, str) and "x" in value:
+        width, _, height = value.partition("x")
+        if width.strip().isdigit() and height.strip().isdigit():
+            return int(width), int(height)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        return value[0], value[1]
+    raise OverrideError(f"size: expected 'WIDTHxHEIGHT' or [width, height], got {value!r}")
 
 
 def seed_targets(prompt: Prompt) -> list[tuple[str, str]]:

@@ -13,7 +13,15 @@ from comfytest.errors import CaseError, WorkflowError
 WORKFLOW = {
     "3": {
         "class_type": "KSampler",
-        "inputs": {"seed": 0, "steps": 20, "cfg": 8.0, "model": ["4", 0]},
+        "inputs": {
+            "seed": 0,
+            "steps": 20,
+            "cfg": 8.0,
+            "sampler_name": "euler",
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+        },
         "_meta": {"title": "KSampler"},
     },
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
@@ -50,9 +58,13 @@ def test_cases_resolve_ids_titles_and_classes(case_dir: Path) -> None:
         "  - id: b\n    seed: 9\n",
     )
     first, second = load_cases(path)
-    assert first.id == "a"
+    assert first.name == "a"
     assert first.line == 4
-    assert first.prompt["3"]["inputs"] == {"seed": 5, "steps": 4, "cfg": 8.0, "model": ["4", 0]}
+    assert first.prompt["3"]["inputs"] == {
+        **WORKFLOW["3"]["inputs"],
+        "seed": 5,
+        "steps": 4,
+    }
     assert first.prompt["6"]["inputs"]["text"] == "fox"
     assert first.prompt["4"]["inputs"]["ckpt_name"] == "b.safetensors"
     assert second.prompt["3"]["inputs"]["seed"] == 9
@@ -110,7 +122,7 @@ def test_explicit_seed_input_counts_as_pinned(case_dir: Path) -> None:
             "seed: expected a non-negative integer",
         ),
         ("workflow: nope.json\nseed: 1\ncases:\n  - id: a\n", 1, "workflow not found"),
-        ("seed: 1\ncases:\n  - id: a\n  - id: a\n", 3, "names no workflow"),
+        ("seed: 1\ncases:\n  - id: a\n", 3, "names no workflow"),
         (
             "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n  - id: a\n",
             5,
@@ -175,3 +187,177 @@ def test_upload_value_must_name_an_existing_file(case_dir: Path) -> None:
     (case,) = load_cases(path)
     assert case.uploads[0].node_id == "4"
     assert case.uploads[0].path == case_dir / "there.png"
+
+
+def names(cases: list) -> list[str]:  # type: ignore[type-arg]
+    return [case.name for case in cases]
+
+
+def test_matrix_expands_in_document_order_last_axis_fastest(case_dir: Path) -> None:
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: t\n"
+        "    matrix: {steps: [10, 20], cfg: [3.0, 7.0]}\n",
+    )
+    cases = load_cases(path)
+    assert names(cases) == [
+        "t[steps=10-cfg=3.0]",
+        "t[steps=10-cfg=7.0]",
+        "t[steps=20-cfg=3.0]",
+        "t[steps=20-cfg=7.0]",
+    ]
+    last = cases[-1]
+    assert last.folder == "t/steps=20-cfg=7.0"
+    assert last.values == {"steps": 20, "cfg": 7.0}
+    assert (last.prompt["3"]["inputs"]["steps"], last.prompt["3"]["inputs"]["cfg"]) == (20, 7.0)
+
+
+def test_zip_pairs_values_and_crosses_with_matrix(case_dir: Path) -> None:
+    path = write(
+        case_dir,
+        "workflow: wf.json\ncases:\n  - id: t\n"
+        "    matrix: {sampler: [euler, ddim]}\n"
+        "    zip: {prompt: [a fox, a cat], seed: [1, 2]}\n",
+    )
+    cases = load_cases(path)
+    assert names(cases) == [
+        "t[sampler=euler-prompt=a_fox-seed=1]",
+        "t[sampler=euler-prompt=a_cat-seed=2]",
+        "t[sampler=ddim-prompt=a_fox-seed=1]",
+        "t[sampler=ddim-prompt=a_cat-seed=2]",
+    ]
+    cat = cases[1]
+    assert cat.seed == 2
+    assert cat.prompt["3"]["inputs"]["seed"] == 2, "a swept seed pins the seed inputs"
+    assert cat.prompt["6"]["inputs"]["text"] == "a cat", "prompt follows KSampler.positive"
+    assert cat.prompt["7"]["inputs"]["text"] == "y", "the negative prompt is untouched"
+
+
+def test_axes_by_target_alias_and_size(case_dir: Path) -> None:
+    workflow = dict(WORKFLOW)
+    workflow["5"] = {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1},
+    }
+    (case_dir / "wf.json").write_text(json.dumps(workflow))
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\naliases: {loader: CheckpointLoaderSimple.ckpt_name}\n"
+        "cases:\n  - id: t\n    matrix:\n      size: [64x96, [128, 32]]\n"
+        "      Negative.text: [bad]\n      loader: [b.safetensors]\n",
+    )
+    first, second = load_cases(path)
+    assert first.name == "t[size=64x96-Negative.text=bad-loader=b.safetensors]"
+    assert first.prompt["5"]["inputs"] == {"width": 64, "height": 96, "batch_size": 1}
+    assert second.prompt["5"]["inputs"]["width"] == 128
+    assert first.prompt["7"]["inputs"]["text"] == "bad"
+    assert first.prompt["4"]["inputs"]["ckpt_name"] == "b.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("sweep", "line", "message"),
+    [
+        ("matrix: {text: [a]}", 5, "text: 2 nodes have text: 6 ('Positive'), 7 ('Negative')"),
+        ("matrix: {stpes: [1]}", 5, "no node has an input 'stpes'; did you mean 'steps'"),
+        ("matrix: {steps: 3}", 5, "matrix.steps: expected a non-empty list"),
+        ("zip: {steps: [1, 2], cfg: [1.0]}", 5, "zip: the lists must have the same length"),
+        ("matrix: {size: [wide]}", 5, "size: expected 'WIDTHxHEIGHT'"),
+        ("matrix: {KSampler.stesp: [1]}", 5, "has no input 'stesp'; did you mean 'steps'?"),
+    ],
+)
+def test_sweep_mistakes_point_at_the_axis(
+    case_dir: Path, sweep: str, line: int, message: str
+) -> None:
+    path = write(case_dir, f"workflow: wf.json\nseed: 1\ncases:\n  - id: t\n    {sweep}\n")
+    error = error_of(path)
+    assert error.line == line, str(error)
+    assert message in str(error)
+
+
+def test_defaults_files_merge_down_the_tree(tmp_path: Path) -> None:
+    root = tmp_path / "cases"
+    sub = root / "portraits"
+    sub.mkdir(parents=True)
+    (root / "wf.json").write_text(json.dumps(WORKFLOW))
+    (root / "_defaults.yaml").write_text(
+        "workflow: wf.json\nseed: 3\ntolerance: {phash: 4, max_pixel_diff: 9}\n"
+        "inputs: {KSampler: {steps: 8}}\nmarks: [slow]\n"
+    )
+    (sub / "_defaults.yaml").write_text("tolerance: {phash: 1}\ninputs: {KSampler: {cfg: 2.5}}\n")
+    path = sub / "c.yaml"
+    path.write_text("cases:\n  - id: a\n    inputs: {KSampler: {cfg: 6.0}}\n  - id: b\n")
+    first, second = load_cases(path, root)
+    assert first.workflow_path == root / "wf.json", "paths resolve against the file naming them"
+    assert first.seed == 3
+    assert first.prompt["3"]["inputs"]["steps"] == 8
+    assert first.prompt["3"]["inputs"]["cfg"] == 6.0
+    assert second.prompt["3"]["inputs"]["cfg"] == 2.5
+    assert first.tolerance.phash == 1
+    assert first.tolerance.max_pixel_diff == 9
+    assert [m.name for m in first.marks] == ["slow"]
+    (sub / "_defaults.yaml").write_text("stepz: 1\n")
+    error = error_of_root(path, root)
+    assert str(error).startswith(f"{sub / '_defaults.yaml'}:1: unknown defaults key 'stepz'")
+
+
+def error_of_root(path: Path, root: Path) -> CaseError:
+    with pytest.raises(CaseError) as excinfo:
+        load_cases(path, root)
+    return excinfo.value
+
+
+def test_extends_starts_from_another_case(case_dir: Path) -> None:
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n"
+        "  - id: base\n    inputs: {KSampler: {steps: 4, cfg: 2.0}}\n"
+        "  - id: child\n    extends: base\n    inputs: {KSampler: {cfg: 9.0}}\n"
+        "    matrix: {seed: [5, 6]}\n",
+    )
+    base, *cells = load_cases(path)
+    assert names(cells) == ["child[seed=5]", "child[seed=6]"]
+    assert cells[0].prompt["3"]["inputs"] == {
+        **WORKFLOW["3"]["inputs"],
+        "seed": 5,
+        "steps": 4,
+        "cfg": 9.0,
+    }
+    assert base.prompt["3"]["inputs"]["cfg"] == 2.0
+
+
+def test_extends_errors(case_dir: Path) -> None:
+    path = write(
+        case_dir, "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    extends: bb\n  - id: b\n"
+    )
+    assert "extends: no case 'bb' in this file; did you mean 'b'?" in str(error_of(path))
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    extends: b\n  - id: b\n    extends: a\n",
+    )
+    error = error_of(path)
+    assert "extends: cycle" in str(error)
+
+
+def test_marks_on_cases_and_cells(case_dir: Path) -> None:
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: t\n    matrix: {steps: [5, 50]}\n"
+        "    marks:\n      - gpu\n      - skip: {reason: too slow on CPU, when: {steps: 50}}\n"
+        "      - xfail: known bug\n",
+    )
+    small, big = load_cases(path)
+    assert [(m.name, dict(m.kwargs)) for m in small.marks] == [
+        ("gpu", {}),
+        ("xfail", {"reason": "known bug"}),
+    ]
+    assert [(m.name, dict(m.kwargs)) for m in big.marks] == [
+        ("gpu", {}),
+        ("skip", {"reason": "too slow on CPU"}),
+        ("xfail", {"reason": "known bug"}),
+    ]
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: t\n    marks:\n"
+        "      - skip: {when: {cfg: 1}}\n",
+    )
+    assert "skip.when: 'cfg' is not a swept axis" in str(error_of(path))

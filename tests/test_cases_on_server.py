@@ -251,3 +251,35 @@ def test_outputs_dropped_by_validation_fail_the_case(
             "image - Invalid image file: does-not-exist.png",
         ]
     )
+
+
+def test_sweep_cells_are_items_selectable_with_k_and_marked(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/sweep.yaml").write_text(
+        "workflow: workflows/image_pipeline.json\n"
+        "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\n"
+        "cases:\n"
+        "  - id: blur\n    matrix: {Blur.blur_radius: [1, 2, 3]}\n"
+        "    marks:\n      - skip: {reason: not today, when: {Blur.blur_radius: 3}}\n"
+        "  - id: new\n    marks: [{xfail: {reason: no baseline yet, strict: true}}]\n"
+    )
+    listed = pytester.runpytest("--comfy-url", comfy.url, "--collect-only", "-q")
+    listed.stdout.fnmatch_lines(
+        [
+            "cases/sweep.yaml::blur[Blur.blur_radius=1]",
+            "cases/sweep.yaml::blur[Blur.blur_radius=2]",
+            "cases/sweep.yaml::blur[Blur.blur_radius=3]",
+            "cases/sweep.yaml::new",
+        ]
+    )
+    one = run(pytester, comfy, "-k", "Blur.blur_radius:2", "--comfy-update=missing")
+    one.assert_outcomes(passed=1, deselected=3)
+    assert [p.parent.name for p in project.glob("baselines/sweep/blur/*/5-0.png")] == [
+        "Blur.blur_radius=2"
+    ]
+    rest = run(pytester, comfy, "-k", "blur", "--comfy-update=missing", "-rs")
+    rest.assert_outcomes(passed=2, skipped=1, deselected=1)
+    rest.stdout.fnmatch_lines(["SKIPPED * not today"])
+    everything = run(pytester, comfy)
+    everything.assert_outcomes(passed=2, skipped=1, xfailed=1)

@@ -61,7 +61,7 @@ def store(tmp_path: Path, update: str) -> BaselineStore:
 
 
 def judge(s: BaselineStore, image: Image.Image) -> str:
-    return s.judge("suite", "case", "9-0", "9 (SaveImage #0)", image, Tolerance()).status
+    return s.judge("suite/case", "9-0", "9 (SaveImage #0)", image, Tolerance()).status
 
 
 def test_lifecycle(tmp_path: Path) -> None:
@@ -101,9 +101,9 @@ def test_baselines_hold_pixels_only(tmp_path: Path) -> None:
 
 def test_a_corrupt_baseline_fails_with_its_path(tmp_path: Path) -> None:
     s = store(tmp_path, "none")
-    path = s.baseline_path("suite", "case", "9-0")
+    path = s.baseline_path("suite/case", "9-0")
     atomic_write(path, b"\x89PNG\r\n\x1a\n truncated")
-    verdict = s.judge("suite", "case", "9-0", "9", texture(1), Tolerance())
+    verdict = s.judge("suite/case", "9-0", "9", texture(1), Tolerance())
     assert verdict.status == "failed"
     assert verdict.problem.startswith("baseline unreadable")
     assert verdict.baseline == path
