@@ -100,6 +100,9 @@ class ComfyClient:
     def object_info(self) -> dict[str, Any]:
         return self._get_json("/object_info")
 
+    def history(self) -> dict[str, Any]:
+        return self._get_json("/history")
+
     def upload_image(self, path: Path, subfolder: str = "comfytest") -> str:
         """Upload a local file once per run; returns the name LoadImage takes."""
         data = path.read_bytes()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -20,6 +21,7 @@ from comfytest.baselines import BaselineStore, Verdict
 from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
+from comfytest.preflight import PreflightFailed, Problem, check, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 from comfytest.workflow import node_label
 
@@ -88,6 +90,7 @@ class Runner:
         self._server_args = tuple(server_args)
         self._server: ManagedServer | None = None
         self._client: ComfyClient | None = None
+        self._object_info: dict[str, Any] | None = None
         self._setup_error: ComfytestError | None = None
         #: One line about the server this runner used, once it was reached.
         self.server_line = ""
@@ -140,13 +143,47 @@ class Runner:
         self.server_line = f"ComfyUI {version} at {url} ({how})"
         return client
 
+    def object_info(self) -> dict[str, Any]:
+        """The server's node definitions, fetched once per run."""
+        if self._object_info is None:
+            self._object_info = self.client().object_info()
+        return self._object_info
+
+    def prepare(self, case: Case) -> dict[str, Any]:
+        """The prompt to queue: seeds pinned, files uploaded, and preflight passed."""
+        client = self.client()
+        info = self.object_info()
+        prompt = copy.deepcopy(case.prompt)
+        problems: list[Problem] = []
+        for node_id, name in seed_inputs(prompt, info):
+            if name in case.overrides.get(node_id, {}):
+                continue
+            if case.seed is None:
+                class_type, title = node_label(prompt, node_id)
+                problems.append(
+                    Problem(
+                        node_id,
+                        class_type,
+                        title,
+                        "unpinned_seed",
+                        f"input {name!r} is randomised by the UI (control_after_generate) and "
+                        "this case leaves it unpinned: add 'seed: <integer>' or set it",
+                    )
+                )
+            else:
+                prompt[node_id]["inputs"][name] = case.seed
+        for upload in case.uploads:
+            prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
+        problems += check(prompt, info)
+        if problems:
+            raise PreflightFailed(problems, client.url)
+        return prompt
+
     def run_case(self, case: Case, case_name: str) -> CaseResult:
         """Run one case and judge each image output against its baseline."""
         started = time.perf_counter()
         client = self.client()
-        prompt = copy.deepcopy(case.prompt)
-        for upload in case.uploads:
-            prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
+        prompt = self.prepare(case)
         queued = time.perf_counter()
         run = client.run(prompt, timeout=case.timeout or self.timeout)
         ran = time.perf_counter()
@@ -170,7 +207,7 @@ class Runner:
             download_s += t1 - t0
             compare_s += time.perf_counter() - t1
         result.timings = {
-            "upload_s": queued - started,
+            "prepare_s": queued - started,
             "prompt_s": ran - queued,
             "download_s": download_s,
             "compare_s": compare_s,

@@ -21,6 +21,7 @@ __all__ = [
     "OverrideError",
     "Prompt",
     "find_node",
+    "is_link",
     "load_workflow",
     "node_label",
     "node_sort_key",
@@ -119,7 +120,7 @@ def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
         raise OverrideError(
             f"node {node_id} ({title}) has no input {name!r}{_suggest(name, inputs)}"
         )
-    if _is_link(inputs[name]):
+    if is_link(inputs[name]):
         source = inputs[name][0]
         raise OverrideError(
             f"input {name!r} of node {node_id} ({title}) is linked to node {source}; "
@@ -169,7 +170,7 @@ def _holders(prompt: Prompt, name: str) -> set[str]:
     return {
         node_id
         for node_id, node in prompt.items()
-        if name in node.get("inputs", {}) and not _is_link(node["inputs"][name])
+        if name in node.get("inputs", {}) and not is_link(node["inputs"][name])
     }
 
 
@@ -183,14 +184,14 @@ def _text_source(prompt: Prompt, slot: str) -> str:
     sources = {
         node["inputs"][slot][0]
         for node in prompt.values()
-        if _is_link(node.get("inputs", {}).get(slot))
+        if is_link(node.get("inputs", {}).get(slot))
     }
     if len(sources) != 1:
         found = f"{len(sources)} different sources" if sources else "no link"
         raise OverrideError(f"expected one node feeding '{slot}' conditioning, found {found}")
     source = sources.pop()
     text = prompt.get(source, {}).get("inputs", {}).get("text")
-    if text is None or _is_link(text):
+    if text is None or is_link(text):
         title = node_label(prompt, source)[1]
         raise OverrideError(
             f"the {slot} conditioning comes from node {source} ({title}), which has no literal "
@@ -219,7 +220,7 @@ def seed_targets(prompt: Prompt) -> list[tuple[str, str]]:
         (node_id, name)
         for node_id in sorted(prompt, key=node_sort_key)
         for name, value in prompt[node_id].get("inputs", {}).items()
-        if name in SEED_INPUTS and not _is_link(value)
+        if name in SEED_INPUTS and not is_link(value)
     ]
 
 
@@ -233,7 +234,8 @@ def node_sort_key(node_id: str) -> tuple[int, int, str]:
     return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
-def _is_link(value: Any) -> bool:
+def is_link(value: Any) -> bool:
+    """True for an input that is a link ``[source node id, output index]``."""
     return (
         isinstance(value, list)
         and len(value) == 2

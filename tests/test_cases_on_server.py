@@ -128,7 +128,9 @@ def test_unknown_node_class_fails_with_a_clear_message(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*ComfyUI rejected the prompt: Cannot execute because node NoSuchInvert does not exist.*#3*"
+            "preflight: the workflow cannot run on * (missing node)",
+            "  node 3 (NoSuchInvert 'Invert'): node class 'NoSuchInvert' is not installed on this "
+            "server (a custom node pack missing?)*",
         ]
     )
     assert "Traceback" not in result.stdout.str()
@@ -143,46 +145,45 @@ def test_invalid_input_names_node_class_and_message(
     )
     result = run(pytester, comfy)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*ComfyUI rejected the prompt: Prompt outputs failed validation*",
-            "*node 3 (KSampler): Value 0 smaller than min of 1: steps",
-        ]
+    result.stdout.fnmatch_lines(["  node 3 (KSampler): steps 0 is below the minimum 1"])
+
+
+def test_server_side_rejection_is_reported(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    # No output node: preflight has nothing to say, ComfyUI answers 400 prompt_no_outputs.
+    workflow = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        }
+    }
+    (project / "cases/workflows/none.json").write_text(json.dumps(workflow))
+    (project / "cases/none.yaml").write_text(
+        "workflow: workflows/none.json\ncases:\n  - id: none\n"
     )
+    result = run(pytester, comfy)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["ComfyUI rejected the prompt: Prompt has no outputs"])
 
 
 def test_execution_error_shows_node_exception_and_server_traceback(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:
-    # 0.3.75 does not validate V3 combo values, so a bad mode fails at run time.
-    workflow = {
-        "1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
-        "2": {
-            "class_type": "PorterDuffImageComposite",
-            "inputs": {
-                "source": ["1", 0],
-                "source_alpha": ["1", 1],
-                "destination": ["1", 0],
-                "destination_alpha": ["1", 1],
-                "mode": "NOT_A_MODE",
-            },
-            "_meta": {"title": "Composite"},
-        },
-        "3": {"class_type": "SaveImage", "inputs": {"filename_prefix": "e", "images": ["2", 0]}},
-    }
-    (project / "cases/workflows/boom.json").write_text(json.dumps(workflow))
+    # LoadImage validates only that the file exists; decoding a non-image fails at run time.
+    (project / "cases/inputs/notes.png").write_text("this is not a PNG")
     (project / "cases/boom.yaml").write_text(
-        "workflow: workflows/boom.json\ncases:\n  - id: boom\n"
-        "    inputs:\n      1: {image: {file: inputs/pattern.png}}\n"
+        "workflow: workflows/image_pipeline.json\ncases:\n  - id: boom\n"
+        "    inputs:\n      LoadImage: {image: {file: inputs/notes.png}}\n"
     )
     result = run(pytester, comfy)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*ComfyUI failed while executing node 2 (PorterDuffImageComposite 'Composite'): "
-            "KeyError: *NOT_A_MODE*",
-            "*server traceback:",
-            "*comfy_extras/nodes_compositing.py*, in execute",
+            "ComfyUI failed while executing node 1 (LoadImage 'Load Image'): "
+            "PIL.UnidentifiedImageError: cannot identify image file *notes.png*",
+            "server traceback:",
+            "*nodes.py*, in load_image",
         ]
     )
 
