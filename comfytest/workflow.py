@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from comfytest.convert import is_ui_workflow
 from comfytest.errors import ComfytestError, WorkflowError
 
 __all__ = [
@@ -52,7 +53,7 @@ class OverrideError(ComfytestError):
 
 
 def load_workflow(path: Path) -> Prompt:
-    """Read an API-format workflow; JSON mistakes point at the file and line."""
+    """Read a workflow file, API or UI format; JSON mistakes point at the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -63,12 +64,8 @@ def load_workflow(path: Path) -> Prompt:
         raise WorkflowError(
             f"invalid JSON: {exc.msg} (column {exc.colno})", path, exc.lineno
         ) from None
-    if isinstance(data, dict) and "nodes" in data and "links" in data:
-        raise WorkflowError(
-            "this is a UI-format workflow (what ComfyUI's 'Save' writes); comfytest reads the "
-            "API format for now: in ComfyUI use 'Export (API)' and point the case at that file",
-            path,
-        )
+    if is_ui_workflow(data):
+        return dict(data)  # converted at run time, with the server's /object_info
     if not isinstance(data, dict) or not data:
         raise WorkflowError("expected an API-format workflow: an object of nodes by id", path)
     for node_id, node in data.items():

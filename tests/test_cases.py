@@ -168,11 +168,15 @@ def test_bad_workflow_json_points_at_its_line(case_dir: Path) -> None:
     assert str(excinfo.value).startswith(f"{case_dir / 'broken.json'}:4: invalid JSON")
 
 
-def test_ui_format_workflow_is_refused_with_advice(case_dir: Path) -> None:
-    (case_dir / "ui.json").write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
-    path = write(case_dir, "workflow: ui.json\ncases:\n  - id: a\n")
-    with pytest.raises(WorkflowError, match=r"UI-format workflow.*Export \(API\)"):
-        load_cases(path)
+def test_ui_format_workflow_is_kept_for_conversion_at_run_time(case_dir: Path) -> None:
+    ui = {"nodes": [], "links": [], "version": 0.4}
+    (case_dir / "ui.json").write_text(json.dumps(ui))
+    path = write(case_dir, "workflow: ui.json\nseed: 3\ncases:\n  - id: a\n")
+    (case,) = load_cases(path)
+    assert case.ui_workflow == ui
+    assert case.prompt == {}
+    assert case.recipe is not None
+    assert case.recipe.seed == 3
 
 
 def test_upload_value_must_name_an_existing_file(case_dir: Path) -> None:

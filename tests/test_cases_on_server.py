@@ -284,3 +284,27 @@ def test_sweep_cells_are_items_selectable_with_k_and_marked(
     rest.stdout.fnmatch_lines(["SKIPPED * not today"])
     everything = run(pytester, comfy)
     everything.assert_outcomes(passed=2, skipped=1, xfailed=1)
+
+
+def test_ui_format_workflow_runs_like_its_api_twin(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/both.yaml").write_text(
+        "seed: 42\ninputs:\n  Positive: {text: a red fox}\ncases:\n"
+        "  - id: api\n    workflow: workflows/txt2img.json\n"
+        "  - id: ui\n    workflow: workflows/txt2img_ui.json\n"
+        "  - id: ui-typo\n    workflow: workflows/txt2img_ui.json\n"
+        "    inputs:\n      KSampler: {stpes: 3}\n"
+    )
+    result = run(pytester, comfy, "--comfy-update=missing")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"{project / 'cases/both.yaml'}:12: node 3 (KSampler) has no input 'stpes'; did you mean 'steps'?"
+        ]
+    )
+    with (
+        Image.open(project / "baselines/both/api/9-0.png") as api,
+        Image.open(project / "baselines/both/ui/9-0.png") as ui,
+    ):
+        assert np.array_equal(np.asarray(api), np.asarray(ui)), "same pixels from the UI file"

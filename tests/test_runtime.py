@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfytest.runtime import Runtime, write_checkpoint
+from comfytest.runtime import ManagedServer, Runtime, write_checkpoint
 
 from .conftest import processes_mentioning
 
@@ -161,3 +161,17 @@ def test_cli_start_status_stop(runtime: Runtime, tmp_path: Path) -> None:
         httpx.get(f"{url}/system_stats", timeout=2)
     after = set((home_of(runtime) / "servers").glob("*/server.json"))
     assert after == servers_before
+
+
+def test_convert_prints_the_api_form_of_a_ui_file(comfy: ManagedServer) -> None:
+    repo = Path(__file__).resolve().parent.parent / "cases" / "workflows"
+    printed = subprocess.run(
+        [*COMFYTEST, "convert", str(repo / "txt2img_ui.json"), "--url", comfy.url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    converted = json.loads(printed.stdout)
+    expected = json.loads((repo / "txt2img.json").read_text())
+    expected["3"]["inputs"]["seed"] = 156680208700286  # as saved in the UI file
+    assert converted == expected
