@@ -22,7 +22,11 @@ class LineMap(dict[Any, Any]):
         return self.lines.get(key, self.line)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (about 10x faster), else the pure-Python one.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     pass
 
 

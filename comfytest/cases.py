@@ -21,8 +21,8 @@ Paths are relative to the file that names them.
 
 from __future__ import annotations
 
-import copy
 import difflib
+import functools
 import itertools
 import re
 from collections.abc import Mapping
@@ -37,6 +37,7 @@ from comfytest.errors import CaseError, WorkflowError
 from comfytest.workflow import (
     OverrideError,
     Prompt,
+    copy_prompt,
     find_node,
     load_workflow,
     node_label,
@@ -49,6 +50,7 @@ __all__ = [
     "CASE_KEYS",
     "DEFAULTS_FILE",
     "FILE_KEYS",
+    "SCHEMA_PATH",
     "Case",
     "MarkSpec",
     "Recipe",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 DEFAULTS_FILE = "_defaults.yaml"
+#: JSON Schema of case files, for editors (the loader below is what enforces it).
+SCHEMA_PATH = Path(__file__).parent / "schema" / "cases.schema.json"
 #: Keys a case may carry.
 CASE_KEYS = (
     "id",
@@ -323,7 +327,7 @@ def _build(
     if workflow_path is None:
         raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
     try:
-        workflow = load_workflow(workflow_path)
+        workflow = _load_workflow_cached(workflow_path)
     except WorkflowError as exc:
         if exc.line is None and not workflow_path.exists():
             raise CaseError(f"workflow not found: {workflow_path}", wpath, wline) from None
@@ -410,7 +414,7 @@ class Recipe:
         self, workflow: Prompt
     ) -> tuple[Prompt, tuple[Upload, ...], dict[str, dict[str, Any]]]:
         """(prompt, uploads, overrides by node) for an API-format ``workflow`` (not changed)."""
-        prompt = copy.deepcopy(workflow)
+        prompt: Prompt = copy_prompt(workflow)
         overrides: dict[str, dict[str, Any]] = {}
         uploads: dict[tuple[str, str], Upload] = {}
 
@@ -454,6 +458,20 @@ class Recipe:
                 )
             prompt[node_id]["inputs"][name] = self.seed
         return prompt, tuple(uploads.values()), overrides
+
+
+def _load_workflow_cached(path: Path) -> Prompt:
+    """Parse each workflow file once per collection (many cases and cells share one)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_workflow(path)  # raises the readable error
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=128)
+def _parsed(path: str, mtime_ns: int, size: int) -> Prompt:
+    return load_workflow(Path(path))
 
 
 def _axis_origin(body: _Body, axis: str, default: tuple[Path, int]) -> tuple[Path, int]:

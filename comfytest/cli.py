@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from comfytest.baselines import atomic_write
+from comfytest.cases import SCHEMA_PATH
 from comfytest.client import ComfyClient
 from comfytest.convert import is_ui_workflow, ui_to_api
 from comfytest.errors import ComfytestError
@@ -117,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
     p.set_defaults(handler=_convert)
+
+    p = commands.add_parser("schema", help="print the path of the case-file JSON Schema")
+    p.set_defaults(handler=_schema)
     return parser
 
 
@@ -150,6 +154,11 @@ def _convert(args: argparse.Namespace) -> int:
             finally:
                 server.stop(keep_files=True)
     print(json.dumps(ui_to_api(workflow, info), indent=2))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(SCHEMA_PATH)
     return 0
 
 

@@ -6,7 +6,6 @@ and closes it at the end; the server is started lazily, on the first case that r
 
 from __future__ import annotations
 
-import copy
 import io
 import tempfile
 import time
@@ -24,7 +23,7 @@ from comfytest.convert import ui_to_api
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
 from comfytest.preflight import PreflightFailed, Problem, check, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
-from comfytest.workflow import node_label
+from comfytest.workflow import copy_prompt, node_label
 
 __all__ = ["CaseResult", "Runner"]
 
@@ -154,9 +153,10 @@ class Runner:
         """The prompt to queue: seeds pinned, files uploaded, and preflight passed."""
         client = self.client()
         info = self.object_info()
-        prompt, uploads, overrides = copy.deepcopy(case.prompt), case.uploads, case.overrides
+        prompt: dict[str, Any] = copy_prompt(case.prompt)
+        uploads, overrides = case.uploads, case.overrides
         if case.ui_workflow is not None and case.recipe is not None:
-            converted = ui_to_api(dict(case.ui_workflow), info)
+            converted = ui_to_api(copy_prompt(case.ui_workflow), info)
             prompt, uploads, overrides = case.recipe.apply(converted)
         problems: list[Problem] = []
         for node_id, name in seed_inputs(prompt, info):

@@ -6,7 +6,6 @@ here talks to a server.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
@@ -21,6 +20,7 @@ __all__ = [
     "SEED_INPUTS",
     "OverrideError",
     "Prompt",
+    "copy_prompt",
     "find_node",
     "is_link",
     "load_workflow",
@@ -78,6 +78,16 @@ def load_workflow(path: Path) -> Prompt:
     return data
 
 
+def copy_prompt(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); several times faster than
+    ``copy.deepcopy``, which matters when a sweep expands into thousands of cells."""
+    if isinstance(value, dict):
+        return {key: copy_prompt(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_prompt(item) for item in value]
+    return value
+
+
 def node_label(prompt: Prompt, node_id: str) -> tuple[str, str]:
     """(class_type, title) of a node; the title falls back to the class."""
     node = prompt.get(node_id, {})
@@ -123,7 +133,7 @@ def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
             f"input {name!r} of node {node_id} ({title}) is linked to node {source}; "
             f"override node {source}'s inputs instead"
         )
-    inputs[name] = copy.deepcopy(value)
+    inputs[name] = copy_prompt(value)
 
 
 def resolve_axis(prompt: Prompt, key: str, value: Any) -> list[tuple[str, str, Any]]:
