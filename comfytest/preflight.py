@@ -136,7 +136,7 @@ def _value_problems(
     if choices is not None:
         if any(options.get(flag) for flag in UPLOAD_FLAGS) or value in choices:
             return []
-        if _is_model(name, value, choices):
+        if _is_model(value, choices):
             listed = f"{len(choices)} files: {_short(choices)}" if choices else "it has none"
             return [("missing_model", f"{name} {value!r} is not on this server ({listed})")]
         hint = _suggest(str(value), [str(c) for c in choices])
@@ -187,13 +187,12 @@ def _compatible(produced: str, expected: str) -> bool:
     return bool(set(produced.split(",")) & set(expected.split(",")))
 
 
-def _is_model(name: str, value: Any, choices: list[Any]) -> bool:
-    if not isinstance(value, str):
-        return False
-    fileish = value.lower().endswith(MODEL_SUFFIXES) or any(
-        str(c).lower().endswith(MODEL_SUFFIXES) for c in choices
+def _is_model(value: Any, choices: list[Any]) -> bool:
+    """A model file: the value, or the server's choices for it, name model files."""
+    return isinstance(value, str) and (
+        value.lower().endswith(MODEL_SUFFIXES)
+        or any(str(c).lower().endswith(MODEL_SUFFIXES) for c in choices)
     )
-    return fileish and (name.endswith("_name") or name in ("model", "ckpt", "lora"))
 
 
 def _type_name(input_type: Any) -> str:

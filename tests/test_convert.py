@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from comfytest import convert
+from comfytest import convert, preflight
 from comfytest.client import ComfyClient
 from comfytest.convert import ConversionError, is_ui_workflow, ui_to_api
 from comfytest.runtime import ManagedServer
@@ -816,6 +816,8 @@ def test_every_template_converts_and_passes_validation(comfy: ManagedServer) -> 
     Image.new("RGB", (8, 8), "gray").save(png, "PNG")
     outcomes: dict[str, list[str]] = {"accepted": [], "missing models": [], "rejected": []}
     reasons: dict[str, list[str]] = {}
+    preflight_disagrees: dict[str, Any] = {}
+    preflight_extra = 0
     with httpx.Client(base_url=comfy.url, timeout=60) as http:
         # Templates load example inputs the packages do not ship: placeholders by those names.
         for name in sorted(set().union(*(input_files(p, object_info) for p in prompts.values()))):
@@ -825,11 +827,20 @@ def test_every_template_converts_and_passes_validation(comfy: ManagedServer) -> 
         assert http.post("/prompt", json={"prompt": blocker_prompt()}).status_code == 200
         try:
             for template_id, prompt in prompts.items():
-                answer = http.post(
-                    "/prompt", json={"prompt": with_stand_in_models(prompt, object_info)}
-                )
-                outcome, reasons[template_id] = verdict(answer.json())
+                submitted = with_stand_in_models(prompt, object_info)
+                found = preflight.check(submitted, object_info)
+                answer = http.post("/prompt", json={"prompt": submitted}).json()
+                outcome, reasons[template_id] = verdict(answer)
                 outcomes[outcome].append(template_id)
+                # Preflight agrees with the server: it reports nothing but missing models, on
+                # at least the nodes the server names. It may name more: 0.3.75 does not
+                # validate V3 combo inputs (e.g. QuadrupleCLIPLoader), preflight does.
+                by_preflight = {p.node_id for p in found}
+                by_server = set(answer.get("node_errors") or {})
+                wrong = [p.describe() for p in found if p.kind != "missing_model"]
+                if wrong or not by_server <= by_preflight:
+                    preflight_disagrees[template_id] = [wrong, sorted(by_server - by_preflight)]
+                preflight_extra += len(by_preflight - by_server)
         finally:
             stop_everything(http)
 
@@ -841,6 +852,8 @@ def test_every_template_converts_and_passes_validation(comfy: ManagedServer) -> 
     print(summary)
     rejected = {t: reasons[t] for t in outcomes["rejected"]}
     assert not rejected, f"{summary}\nrejected for reasons other than missing models: {rejected}"
+    print(f"preflight named {preflight_extra} missing-model nodes the server did not check")
+    assert not preflight_disagrees, f"preflight differs from the server: {preflight_disagrees}"
     assert len(templates) >= MIN_TEMPLATES, summary
     assert len(prompts) >= MIN_CONVERTED, summary
     assert len(outcomes["accepted"]) >= MIN_FULLY_ACCEPTED, summary
