@@ -34,16 +34,10 @@ from comfytest._yaml import LineMap, load_yaml
 from comfytest.compare import Tolerance
 from comfytest.convert import is_ui_workflow
 from comfytest.errors import CaseError, WorkflowError
+from comfytest.recipe import Axis, Recipe, Setting, Upload
 from comfytest.workflow import (
-    OverrideError,
     Prompt,
-    copy_prompt,
-    find_node,
     load_workflow,
-    node_label,
-    resolve_axis,
-    seed_targets,
-    set_input,
 )
 
 __all__ = [
@@ -85,15 +79,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
 
 @dataclass(frozen=True)
-class Upload:
-    """A local file to upload before the run, whose server-side name fills an input."""
-
-    node_id: str
-    input_name: str
-    path: Path
-
-
-@dataclass(frozen=True)
 class MarkSpec:
     """A pytest mark named in YAML; ``when`` limits it to sweep cells with those values."""
 
@@ -132,23 +117,12 @@ class Case:
         return f"{self.case_id}/{self.cell}" if self.cell else self.case_id
 
 
-@dataclass(frozen=True)
-class _Setting:
-    """One ``inputs`` entry, remembering where it was written."""
-
-    node: str
-    input: str
-    value: Any
-    path: Path
-    line: int
-
-
 @dataclass
 class _Body:
     """A case's values as the layers accumulate them, each remembering its file and line."""
 
     scalars: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
-    settings: list[_Setting] = field(default_factory=list)
+    settings: list[Setting] = field(default_factory=list)
     aliases: dict[str, tuple[str, Path, int]] = field(default_factory=dict)
     tolerance: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
     marks: list[tuple[Any, Path, int]] = field(default_factory=list)
@@ -347,7 +321,7 @@ def _build(
         target, apath, aline = (
             alias if alias else (axis, *_axis_origin(body, axis, (path, entry.line)))
         )
-        axes.append(_Axis(axis, target, value, apath, aline))
+        axes.append(Axis(axis, target, value, apath, aline))
     recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed)
 
     ui = is_ui_workflow(workflow)
@@ -382,82 +356,6 @@ def _build(
         recipe=recipe,
         ui_workflow=workflow if ui else None,
     )
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """One swept value: the axis as written, what it targets, and where it was written."""
-
-    name: str
-    target: str
-    value: Any
-    path: Path
-    line: int
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a case turns its workflow into a prompt: overrides, sweep values, the seed.
-
-    Applied at collection to an API-format workflow; replayed after conversion for a UI-format
-    one (which needs the server's /object_info). Every mistake is a CaseError at its line.
-    """
-
-    case_id: str
-    path: Path
-    line: int
-    settings: tuple[_Setting, ...] = ()
-    axes: tuple[_Axis, ...] = ()
-    seed: int | None = None
-
-    def apply(
-        self, workflow: Prompt
-    ) -> tuple[Prompt, tuple[Upload, ...], dict[str, dict[str, Any]]]:
-        """(prompt, uploads, overrides by node) for an API-format ``workflow`` (not changed)."""
-        prompt: Prompt = copy_prompt(workflow)
-        overrides: dict[str, dict[str, Any]] = {}
-        uploads: dict[tuple[str, str], Upload] = {}
-
-        def put(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
-            value = _check_value(value, where, line, name)
-            try:
-                if isinstance(value, Upload):
-                    set_input(prompt, node_id, name, value.path.name)
-                    uploads[node_id, name] = Upload(node_id, name, value.path)
-                else:
-                    set_input(prompt, node_id, name, value)
-                    uploads.pop((node_id, name), None)
-            except OverrideError as exc:
-                raise CaseError(str(exc), where, line) from None
-            shown = str(value.path) if isinstance(value, Upload) else value
-            overrides.setdefault(node_id, {})[name] = shown
-
-        for setting in self.settings:
-            try:
-                node_id = find_node(prompt, setting.node)
-            except OverrideError as exc:
-                raise CaseError(str(exc), setting.path, setting.line) from None
-            put(node_id, setting.input, setting.value, setting.path, setting.line)
-        for axis in self.axes:
-            try:
-                targets = resolve_axis(prompt, axis.target, axis.value)
-            except OverrideError as exc:
-                raise CaseError(f"{axis.name}: {exc}", axis.path, axis.line) from None
-            for node_id, name, value in targets:
-                put(node_id, name, value, axis.path, axis.line)
-        for node_id, name in seed_targets(prompt):
-            if name in overrides.get(node_id, {}):
-                continue
-            if self.seed is None:
-                title = node_label(prompt, node_id)[1]
-                raise CaseError(
-                    f"case {self.case_id!r} leaves input {name!r} of node {node_id} ({title}) "
-                    "unpinned: add 'seed: <integer>' to the case or set that input",
-                    self.path,
-                    self.line,
-                )
-            prompt[node_id]["inputs"][name] = self.seed
-        return prompt, tuple(uploads.values()), overrides
 
 
 def _load_workflow_cached(path: Path) -> Prompt:
@@ -498,7 +396,7 @@ def _format(value: Any) -> str:
     return text[:40] or "_"
 
 
-def _settings(value: Any, path: Path, line: int) -> list[_Setting]:
+def _settings(value: Any, path: Path, line: int) -> list[Setting]:
     if not isinstance(value, LineMap):
         raise CaseError("inputs: expected a mapping of node -> {input: value}", path, line)
     settings = []
@@ -507,7 +405,7 @@ def _settings(value: Any, path: Path, line: int) -> list[_Setting]:
         if not isinstance(inputs, LineMap):
             raise CaseError(f"inputs of {ref!r}: expected a mapping of input -> value", path, rline)
         settings += [
-            _Setting(str(ref), str(name), item, path, inputs.line_of(name))
+            Setting(str(ref), str(name), item, path, inputs.line_of(name))
             for name, item in inputs.items()
         ]
     return settings
@@ -528,21 +426,6 @@ def _aliases(value: Any, path: Path, line: int) -> dict[str, tuple[str, Path, in
             )
         result[str(name)] = (target, path, aline)
     return result
-
-
-def _check_value(value: Any, path: Path, line: int, name: Any) -> Any:
-    if isinstance(value, LineMap):
-        if set(value) != {"file"} or not isinstance(value["file"], str):
-            raise CaseError(
-                f"{name}: a mapping value must be {{file: <path>}} (a file to upload)", path, line
-            )
-        local = (path.parent / value["file"]).resolve()
-        if not local.is_file():
-            raise CaseError(f"{name}: file to upload not found: {local}", path, line)
-        return Upload("", str(name), local)
-    if isinstance(value, list):
-        raise CaseError(f"{name}: list values are not supported as overrides", path, line)
-    return value
 
 
 def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, Path, int]]:

@@ -1,0 +1,138 @@
+"""A case's recipe: the overrides, sweep values and seed that turn a workflow into a prompt.
+
+Applied at collection to an API-format workflow; replayed at run time after a UI-format one
+is converted (conversion needs the server's /object_info). Every mistake is a CaseError at
+the YAML line that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comfytest._yaml import LineMap
+from comfytest.errors import CaseError
+from comfytest.workflow import (
+    OverrideError,
+    Prompt,
+    copy_prompt,
+    find_node,
+    node_label,
+    resolve_axis,
+    seed_targets,
+    set_input,
+)
+
+__all__ = ["Axis", "Recipe", "Setting", "Upload"]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file to upload before the run, whose server-side name fills an input."""
+
+    node_id: str
+    input_name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``inputs`` entry, remembering where it was written."""
+
+    node: str
+    input: str
+    value: Any
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept value: the axis as written, what it targets, and where it was written."""
+
+    name: str
+    target: str
+    value: Any
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a case turns its workflow into a prompt: overrides, sweep values, the seed.
+
+    Applied at collection to an API-format workflow; replayed after conversion for a UI-format
+    one (which needs the server's /object_info). Every mistake is a CaseError at its line.
+    """
+
+    case_id: str
+    path: Path
+    line: int
+    settings: tuple[Setting, ...] = ()
+    axes: tuple[Axis, ...] = ()
+    seed: int | None = None
+
+    def apply(
+        self, workflow: Prompt
+    ) -> tuple[Prompt, tuple[Upload, ...], dict[str, dict[str, Any]]]:
+        """(prompt, uploads, overrides by node) for an API-format ``workflow`` (not changed)."""
+        prompt: Prompt = copy_prompt(workflow)
+        overrides: dict[str, dict[str, Any]] = {}
+        uploads: dict[tuple[str, str], Upload] = {}
+
+        def put(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
+            value = check_value(value, where, line, name)
+            try:
+                if isinstance(value, Upload):
+                    set_input(prompt, node_id, name, value.path.name)
+                    uploads[node_id, name] = Upload(node_id, name, value.path)
+                else:
+                    set_input(prompt, node_id, name, value)
+                    uploads.pop((node_id, name), None)
+            except OverrideError as exc:
+                raise CaseError(str(exc), where, line) from None
+            shown = str(value.path) if isinstance(value, Upload) else value
+            overrides.setdefault(node_id, {})[name] = shown
+
+        for setting in self.settings:
+            try:
+                node_id = find_node(prompt, setting.node)
+            except OverrideError as exc:
+                raise CaseError(str(exc), setting.path, setting.line) from None
+            put(node_id, setting.input, setting.value, setting.path, setting.line)
+        for axis in self.axes:
+            try:
+                targets = resolve_axis(prompt, axis.target, axis.value)
+            except OverrideError as exc:
+                raise CaseError(f"{axis.name}: {exc}", axis.path, axis.line) from None
+            for node_id, name, value in targets:
+                put(node_id, name, value, axis.path, axis.line)
+        for node_id, name in seed_targets(prompt):
+            if name in overrides.get(node_id, {}):
+                continue
+            if self.seed is None:
+                title = node_label(prompt, node_id)[1]
+                raise CaseError(
+                    f"case {self.case_id!r} leaves input {name!r} of node {node_id} ({title}) "
+                    "unpinned: add 'seed: <integer>' to the case or set that input",
+                    self.path,
+                    self.line,
+                )
+            prompt[node_id]["inputs"][name] = self.seed
+        return prompt, tuple(uploads.values()), overrides
+
+
+def check_value(value: Any, path: Path, line: int, name: Any) -> Any:
+    if isinstance(value, LineMap):
+        if set(value) != {"file"} or not isinstance(value["file"], str):
+            raise CaseError(
+                f"{name}: a mapping value must be {{file: <path>}} (a file to upload)", path, line
+            )
+        local = (path.parent / value["file"]).resolve()
+        if not local.is_file():
+            raise CaseError(f"{name}: file to upload not found: {local}", path, line)
+        return Upload("", str(name), local)
+    if isinstance(value, list):
+        raise CaseError(f"{name}: list values are not supported as overrides", path, line)
+    return value
