@@ -24,13 +24,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from comfytest.compare import Comparison, Tolerance, compare
 
-__all__ = ["UPDATE_MODES", "BaselineStore", "Verdict", "atomic_write"]
+__all__ = [
+    "KEEP_MODES",
+    "UPDATE_MODES",
+    "BaselineStore",
+    "Verdict",
+    "atomic_write",
+    "difference_image",
+]
 
 UPDATE_MODES = ("none", "missing", "changed", "all")
+#: Which outputs keep their evidence (actual, baseline copy, diff) under the results folder.
+KEEP_MODES = ("failed", "all")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Verdict:
     actual: Path | None = None
     comparison: Comparison | None = None
     problem: str = ""
+    diff: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -51,14 +62,24 @@ class Verdict:
 
 
 class BaselineStore:
-    """Baselines under ``root``; actual images of failing outputs kept under ``results``."""
+    """Baselines under ``root``; evidence for failing outputs kept under ``results``.
 
-    def __init__(self, root: Path, results: Path, update: str = "none") -> None:
+    For each kept output ``<key>``: ``<key>.png`` (actual), ``<key>.baseline.png`` (a copy of
+    the baseline) and ``<key>.diff.png`` (the difference, amplified so the largest is white).
+    ``keep="all"`` keeps them for passing outputs too.
+    """
+
+    def __init__(
+        self, root: Path, results: Path, update: str = "none", keep: str = "failed"
+    ) -> None:
         if update not in UPDATE_MODES:
             raise ValueError(f"update mode must be one of {', '.join(UPDATE_MODES)}")
+        if keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_MODES)}")
         self.root = root
         self.results = results
         self.update = update
+        self.keep = keep
 
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
@@ -75,10 +96,9 @@ class BaselineStore:
         path = self.baseline_path(folder, key)
         if not path.exists():
             if self.update == "none":
-                kept = self._keep_actual(folder, key, actual)
-                return Verdict(key, label, "missing", path, kept)
+                return Verdict(key, label, "missing", path, self._keep(folder, key, actual))
             atomic_write(path, png_bytes(actual))
-            return Verdict(key, label, "created", path)
+            return Verdict(key, label, "created", path, self._keep(folder, key, actual, ok=True))
         try:
             with Image.open(path) as opened:
                 baseline = opened.copy()
@@ -86,24 +106,55 @@ class BaselineStore:
             if self.update in ("changed", "all"):
                 atomic_write(path, png_bytes(actual))
                 return Verdict(key, label, "updated", path)
-            kept = self._keep_actual(folder, key, actual)
+            kept = self._keep(folder, key, actual)
             return Verdict(key, label, "failed", path, kept, problem=f"baseline unreadable: {exc}")
         comparison = compare(actual, baseline, tolerance)
         rewrite = (self.update == "changed" and not comparison.passed) or (
             self.update == "all" and not comparison.identical
         )
+        status = "updated" if rewrite else "passed" if comparison.passed else "failed"
+        kept = self._keep(folder, key, actual, baseline, ok=status != "failed")
         if rewrite:
             atomic_write(path, png_bytes(actual))
-            return Verdict(key, label, "updated", path, comparison=comparison)
-        if comparison.passed:
-            return Verdict(key, label, "passed", path, comparison=comparison)
-        kept = self._keep_actual(folder, key, actual)
-        return Verdict(key, label, "failed", path, kept, comparison=comparison)
+        diff = (
+            self.results / folder / f"{key}.diff.png"
+            if kept and comparison.size_mismatch is None
+            else None
+        )
+        return Verdict(key, label, status, path, kept, comparison, diff=diff)
 
-    def _keep_actual(self, folder: str, key: str, image: Image.Image) -> Path:
-        path = self.results / folder / f"{key}.png"
-        atomic_write(path, png_bytes(image))
-        return path
+    def _keep(
+        self,
+        folder: str,
+        key: str,
+        actual: Image.Image,
+        baseline: Image.Image | None = None,
+        *,
+        ok: bool = False,
+    ) -> Path | None:
+        """Write the evidence for one output; for a passing one, only under keep="all"."""
+        base = self.results / folder
+        paths = [base / f"{key}{suffix}.png" for suffix in ("", ".baseline", ".diff")]
+        if ok and self.keep != "all":
+            for stale in paths:  # evidence from an earlier failing run would mislead
+                stale.unlink(missing_ok=True)
+            return None
+        atomic_write(paths[0], png_bytes(actual))
+        if baseline is not None:
+            atomic_write(paths[1], png_bytes(baseline))
+            if baseline.size == actual.size:
+                atomic_write(paths[2], png_bytes(difference_image(actual, baseline)))
+        return paths[0]
+
+
+def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:
+    """Per-pixel |actual - baseline|, scaled so the largest difference is white."""
+    a = np.asarray(actual.convert("RGB"), dtype=np.int16)
+    b = np.asarray(baseline.convert("RGB"), dtype=np.int16)
+    diff = np.abs(a - b)
+    peak = int(diff.max())
+    scaled = diff * (255.0 / peak) if peak else diff
+    return Image.fromarray(scaled.astype(np.uint8), "RGB")
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -103,6 +103,10 @@ class ComfyClient:
     def history(self) -> dict[str, Any]:
         return self._get_json("/history")
 
+    def free(self) -> None:
+        """Unload models and drop ComfyUI's node cache (applied before the next prompt)."""
+        self._request("POST", "/free", json={"unload_models": True, "free_memory": True})
+
     def upload_image(self, path: Path, subfolder: str = "comfytest") -> str:
         """Upload a local file once per run; returns the name LoadImage takes."""
         data = path.read_bytes()

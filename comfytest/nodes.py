@@ -70,6 +70,7 @@ class CaseItem(pytest.Item):
         self.user_properties.append(
             ("comfytest_timings", json.dumps({k: round(v, 4) for k, v in result.timings.items()}))
         )
+        self.user_properties.append(("comfytest_cached", json.dumps(result.run.cached_nodes)))
         if not result.passed:
             lines = result.failure_lines()
             if any(v.status in ("missing", "failed") for v in result.verdicts):

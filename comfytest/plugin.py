@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(Summary(config), "comfytest-summary")
     if settings.configured:
-        store = BaselineStore(settings.baselines, settings.results, settings.update)
+        store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
         config.stash[RUNNER_KEY] = Runner(
             store,
             url=settings.url,

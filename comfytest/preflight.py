@@ -22,7 +22,7 @@ from typing import Any
 from comfytest.errors import ComfytestError
 from comfytest.workflow import SEED_INPUTS, Prompt, is_link, node_label, node_sort_key
 
-__all__ = ["PreflightFailed", "Problem", "check", "seed_inputs"]
+__all__ = ["PreflightFailed", "Problem", "check", "output_nodes", "seed_inputs"]
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "remote")
@@ -111,6 +111,15 @@ def seed_inputs(prompt: Prompt, object_info: dict[str, Any]) -> list[tuple[str, 
             if flag or (flag is None and name in SEED_INPUTS):
                 found.append((node_id, name))
     return found
+
+
+def output_nodes(prompt: Prompt, object_info: dict[str, Any]) -> list[str]:
+    """Ids of the nodes whose class is an output node (SaveImage, PreviewImage, ...)."""
+    return [
+        node_id
+        for node_id in sorted(prompt, key=node_sort_key)
+        if (object_info.get(prompt[node_id].get("class_type", "")) or {}).get("output_node")
+    ]
 
 
 def _declared(spec: dict[str, Any]) -> dict[str, tuple[str, Any, dict[str, Any]]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,14 @@ from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.convert import ui_to_api
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
-from comfytest.preflight import PreflightFailed, Problem, check, seed_inputs
+from comfytest.preflight import PreflightFailed, Problem, check, output_nodes, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 from comfytest.workflow import copy_prompt, node_label
 
 __all__ = ["CaseResult", "Runner"]
 
+#: The undeclared input that makes output nodes miss ComfyUI's cache (see ``prepare``).
+NONCE_INPUT = "comfytest_nonce"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -62,6 +65,8 @@ class CaseResult:
             lines.append(f"  baseline {verdict.baseline}")
             if verdict.actual is not None:
                 lines.append(f"  actual   {verdict.actual}")
+            if verdict.diff is not None:
+                lines.append(f"  diff     {verdict.diff}")
         return lines
 
 
@@ -132,6 +137,8 @@ class Runner:
             client = ComfyClient(url)
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version", "?")
+                # Nothing cached before this run counts: models are read from disk again.
+                client.free()
             except ServerError as exc:
                 client.close()
                 raise ServerError(f"ComfyUI is not reachable: {exc}") from None
@@ -181,6 +188,10 @@ class Runner:
         problems += check(prompt, info)
         if problems:
             raise PreflightFailed(problems, client.url)
+        for node_id in output_nodes(prompt, info):
+            # An input the node does not declare: ignored by the node, but part of its cache
+            # key, so every output is computed and written afresh.
+            prompt[node_id]["inputs"][NONCE_INPUT] = uuid.uuid4().hex
         return prompt
 
     def run_case(self, case: Case, case_name: str) -> CaseResult:
@@ -191,6 +202,14 @@ class Runner:
         queued = time.perf_counter()
         run = client.run(prompt, timeout=case.timeout or self.timeout)
         ran = time.perf_counter()
+        stale = sorted(set(run.cached_nodes) & set(output_nodes(prompt, self.object_info())))
+        if stale:
+            raise ServerError(
+                f"ComfyUI served output node(s) {', '.join(stale)} from its cache: not a fresh "
+                "result, so not judged",
+                client.url,
+                run.prompt_id,
+            )
         result = CaseResult(case, case_name, run)
         download_s = compare_s = 0.0
         for output in run.outputs:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.baselines import UPDATE_MODES
+from comfytest.baselines import KEEP_MODES, UPDATE_MODES
 from comfytest.client import DEFAULT_TIMEOUT
 
 __all__ = ["Settings", "add_options"]
@@ -20,6 +20,7 @@ class Settings:
     home: Path | None
     runtime: str | None
     update: str
+    keep: str
     baselines: Path
     results: Path
     timeout: float
@@ -47,6 +48,9 @@ class Settings:
             raise pytest.UsageError(
                 f"--comfy-update={update}: expected one of {', '.join(UPDATE_MODES)}"
             )
+        keep = str(pick("comfy_keep") or "failed")
+        if keep not in KEEP_MODES:
+            raise pytest.UsageError(f"--comfy-keep={keep}: expected one of {', '.join(KEEP_MODES)}")
         try:
             timeout = float(str(pick("comfy_timeout") or DEFAULT_TIMEOUT))
         except ValueError:
@@ -60,6 +64,7 @@ class Settings:
             home=Path(home).expanduser().resolve() if home else None,
             runtime=config.getoption("comfy_runtime"),
             update=update,
+            keep=keep,
             baselines=root / str(pick("comfy_baselines") or "baselines"),
             results=root / str(pick("comfy_results") or ".comfytest/results"),
             timeout=timeout,
@@ -91,6 +96,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         choices=UPDATE_MODES,
         help="write baselines: none (default), missing, changed or all",
+    )
+    group.addoption(
+        "--comfy-keep",
+        dest="comfy_keep",
+        metavar="WHICH",
+        default=None,
+        choices=KEEP_MODES,
+        help="keep actual, baseline copy and diff for 'failed' outputs (default) or 'all'",
     )
     group.addoption(
         "--comfy-baselines",
@@ -138,6 +151,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("comfy_url", "default for --comfy-url", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")
+    parser.addini("comfy_keep", "default for --comfy-keep", default="")
     parser.addini("comfy_baselines", "default for --comfy-baselines", default="")
     parser.addini("comfy_results", "default for --comfy-results", default="")
     parser.addini("comfy_timeout", "default for --comfy-timeout", default="")

@@ -64,6 +64,7 @@ def test_lifecycle_of_a_txt2img_case(
             "*phash distance * > 2 allowed; max pixel diff *",
             f"*baseline {baseline}",
             f"*actual   {actual}",
+            f"*diff     {actual.with_name('9-0.diff.png')}",
             "*accept it: pytest cases/t.yaml::fox --comfy-update=changed",
         ]
     )
@@ -71,12 +72,16 @@ def test_lifecycle_of_a_txt2img_case(
     assert distance > 2
     with Image.open(actual) as kept, Image.open(baseline) as old:
         assert not np.array_equal(np.asarray(kept), np.asarray(old))
+    with Image.open(actual.with_name("9-0.baseline.png")) as copy, Image.open(baseline) as old:
+        assert np.array_equal(np.asarray(copy), np.asarray(old))
 
+    kept_pixels = np.asarray(Image.open(actual))
     updated = run(pytester, comfy, "--comfy-update=changed")
     updated.assert_outcomes(passed=1)
     updated.stdout.fnmatch_lines(["outputs: 1 updated"])
-    with Image.open(actual) as kept, Image.open(baseline) as new:
-        assert np.array_equal(np.asarray(kept), np.asarray(new))
+    with Image.open(baseline) as new:
+        assert np.array_equal(kept_pixels, np.asarray(new)), "the baseline is what was kept"
+    assert not actual.exists(), "evidence of the fixed failure is gone"
 
     run(pytester, comfy).assert_outcomes(passed=1)
 

@@ -128,3 +128,33 @@ def test_atomic_write_leaves_old_content_when_interrupted(
 def test_unknown_update_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="none, missing, changed, all"):
         store(tmp_path, "sometimes")
+
+
+def test_failing_output_keeps_actual_baseline_copy_and_amplified_diff(tmp_path: Path) -> None:
+    s = store(tmp_path, "missing")
+    assert judge(s, texture(1)) == "created"
+    changed = nudge(texture(1), 3)
+    verdict = store(tmp_path, "none").judge(
+        "suite/case", "9-0", "9", changed, Tolerance(max_pixel_diff=0)
+    )
+    assert verdict.status == "failed"
+    results = tmp_path / "results" / "suite" / "case"
+    assert verdict.actual == results / "9-0.png"
+    assert verdict.diff == results / "9-0.diff.png"
+    with Image.open(results / "9-0.baseline.png") as copy, Image.open(verdict.diff) as diff:
+        assert np.array_equal(np.asarray(copy), np.asarray(texture(1)))
+        pixels = np.asarray(diff)
+        assert pixels.max() == 255, "a 3-level difference is amplified to white"
+        assert np.count_nonzero(pixels) == 1, "only the changed pixel lights up"
+    # The next passing run removes the evidence of the old failure.
+    assert judge(store(tmp_path, "none"), texture(1)) == "passed"
+    assert list(results.iterdir()) == []
+
+
+def test_keep_all_keeps_evidence_for_passing_outputs(tmp_path: Path) -> None:
+    judge(store(tmp_path, "missing"), texture(1))
+    s = BaselineStore(tmp_path / "baselines", tmp_path / "results", "none", keep="all")
+    verdict = s.judge("suite/case", "9-0", "9", texture(1), Tolerance())
+    assert verdict.status == "passed"
+    names = sorted(p.name for p in (tmp_path / "results" / "suite" / "case").iterdir())
+    assert names == ["9-0.baseline.png", "9-0.diff.png", "9-0.png"]
