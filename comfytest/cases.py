@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest._yaml import LineMap, load_yaml
-from comfytest.compare import Tolerance
+from comfytest.compare import HASHES, Tolerance
 from comfytest.convert import is_ui_workflow
 from comfytest.errors import CaseError, WorkflowError
 from comfytest.recipe import Axis, Recipe, Setting, Upload
@@ -73,7 +73,16 @@ CASE_KEYS = (
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
 FILE_KEYS = (*SHARED_KEYS, "cases")
-TOLERANCE_KEYS = ("phash", "hash_size", "max_pixel_diff", "mean_pixel_diff")
+TOLERANCE_KEYS = (
+    "phash",
+    "dhash",
+    "whash",
+    "colorhash",
+    "hash_size",
+    "max_pixel_diff",
+    "mean_pixel_diff",
+    "min_psnr",
+)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
@@ -433,20 +442,44 @@ def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, 
         return {"phash": (value, path, line)}
     if not isinstance(value, LineMap):
         raise CaseError("tolerance: expected an integer (pHash bits) or a mapping", path, line)
-    _check_keys(value, TOLERANCE_KEYS, path, "tolerance")
-    return {str(key): (raw, path, value.line_of(key)) for key, raw in value.items()}
+    _check_keys(value, (*TOLERANCE_KEYS, "outputs"), path, "tolerance")
+    layer = {str(key): (raw, path, value.line_of(key)) for key, raw in value.items()}
+    if "outputs" in value:
+        outputs = value["outputs"]
+        oline = value.line_of("outputs")
+        if not isinstance(outputs, LineMap):
+            raise CaseError("tolerance.outputs: expected output key -> {tolerance}", path, oline)
+        for key, limits in outputs.items():
+            kline = outputs.line_of(key)
+            if not isinstance(limits, LineMap):
+                raise CaseError(f"tolerance.outputs.{key}: expected a mapping", path, kline)
+            _check_keys(limits, TOLERANCE_KEYS, path, "tolerance")
+            for name, raw in limits.items():
+                _tolerance_value(name, raw, path, limits.line_of(name))
+        layer["outputs"] = ({str(k): dict(v) for k, v in outputs.items()}, path, oline)
+    return layer
+
+
+def _tolerance_value(key: str, raw: Any, path: Path, line: int) -> Any:
+    """Check one tolerance value: hashes and max_pixel_diff are integers (a hash may be null:
+    not computed); mean_pixel_diff and min_psnr are numbers."""
+    if raw is None and key in HASHES:
+        return None
+    real = key in ("mean_pixel_diff", "min_psnr")
+    is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+    if not is_number or raw < 0 or (not real and not isinstance(raw, int)):
+        kind = "a non-negative number" if real else "a non-negative integer"
+        nullable = " or null" if key in HASHES else ""
+        raise CaseError(f"tolerance.{key}: expected {kind}{nullable}, got {raw!r}", path, line)
+    if key == "hash_size" and raw < 2:
+        raise CaseError("tolerance.hash_size: must be at least 2", path, line)
+    return raw
 
 
 def _tolerance(body: _Body) -> Tolerance:
     kwargs: dict[str, Any] = {}
     for key, (raw, path, line) in body.tolerance.items():
-        is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-        if not is_number or raw < 0 or (key != "mean_pixel_diff" and not isinstance(raw, int)):
-            kind = "a non-negative number" if key == "mean_pixel_diff" else "a non-negative integer"
-            raise CaseError(f"tolerance.{key}: expected {kind}, got {raw!r}", path, line)
-        if key == "hash_size" and raw < 2:
-            raise CaseError("tolerance.hash_size: must be at least 2", path, line)
-        kwargs[key] = raw
+        kwargs[key] = raw if key == "outputs" else _tolerance_value(key, raw, path, line)
     return Tolerance(**kwargs)
 
 

@@ -1,35 +1,79 @@
-"""Judge an image against its baseline: perceptual hash distance plus pixel metrics.
+"""Judge an image against its baseline: perceptual hash distances plus pixel metrics.
 
 Pixels are compared after decoding, never PNG bytes (ComfyUI embeds the prompt in the file).
+
+Hashes (imagehash): ``phash`` (DCT, the default verdict), ``dhash`` (gradients), ``whash``
+(Haar wavelets) and ``colorhash`` (hue/saturation histogram). Each is computed only when its
+tolerance is set; its distance is the Hamming distance in bits. Pixel metrics: max and mean
+absolute difference (0-255) and PSNR (dB). ``benchmarks/hash_sensitivity.py`` measures what
+each one sees on the tiny SD1.5 model; the defaults below come from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import imagehash
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_PHASH_TOLERANCE", "Comparison", "Tolerance", "compare"]
+__all__ = [
+    "DEFAULT_HASH_SIZE",
+    "DEFAULT_PHASH_TOLERANCE",
+    "HASHES",
+    "Comparison",
+    "Tolerance",
+    "compare",
+]
 
-#: 8x8 = 64-bit pHash, imagehash's default.
+#: 8x8 = 64-bit hashes, imagehash's default.
 DEFAULT_HASH_SIZE = 8
 #: Bits of pHash distance allowed by default. On the tiny SD1.5 model a different seed moves
-#: the hash ~26 bits, another prompt ~14, cfg 7 -> 1 ~16, but steps 20 -> 19 only ~2; a
-#: deterministic CPU server reproduces 0. Tighten with ``max_pixel_diff`` to see small changes.
+#: the hash 26-38 bits, another prompt 10-18, cfg 7 -> 1 6-16, but steps 20 -> 19 only 0-2;
+#: a deterministic CPU server reproduces 0. Add ``max_pixel_diff`` to see small changes.
 DEFAULT_PHASH_TOLERANCE = 2
+
+HashFunction = Callable[[Image.Image, int], Any]
+HASHES: dict[str, HashFunction] = {
+    "phash": lambda image, size: imagehash.phash(image, hash_size=size),
+    "dhash": lambda image, size: imagehash.dhash(image, hash_size=size),
+    "whash": lambda image, size: imagehash.whash(image, hash_size=size),
+    # colorhash's size is its bits per histogram bin, not a grid: 3 is imagehash's default.
+    "colorhash": lambda image, size: imagehash.colorhash(image, binbits=3),
+}
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far an output may drift from its baseline and still pass."""
+    """How far an output may drift from its baseline and still pass.
 
-    phash: int = DEFAULT_PHASH_TOLERANCE
+    A hash tolerance of ``None`` means that hash is not computed. ``outputs`` holds
+    overrides for single outputs, by key (``"12-0"``) or node id (``"12"``).
+    """
+
+    phash: int | None = DEFAULT_PHASH_TOLERANCE
+    dhash: int | None = None
+    whash: int | None = None
+    colorhash: int | None = None
     hash_size: int = DEFAULT_HASH_SIZE
     max_pixel_diff: int | None = None
     mean_pixel_diff: float | None = None
+    min_psnr: float | None = None
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def for_output(self, key: str) -> Tolerance:
+        """The tolerance for output ``key`` ("<node>-<index>"), overrides applied."""
+        node = key.rsplit("-", 1)[0]
+        override = self.outputs.get(key) or self.outputs.get(node)
+        return dataclasses.replace(self, **override, outputs={}) if override else self
+
+    def hashes(self) -> dict[str, int]:
+        """The hashes to compute, with their allowed distance."""
+        return {name: limit for name in HASHES if (limit := getattr(self, name)) is not None}
 
 
 @dataclass(frozen=True)
@@ -38,40 +82,75 @@ class Comparison:
 
     tolerance: Tolerance
     size_mismatch: str | None = None
-    phash_distance: int = 0
+    distances: Mapping[str, int] = field(default_factory=dict)
     max_pixel_diff: int = 0
     mean_pixel_diff: float = 0.0
     psnr: float = math.inf
 
     @property
+    def phash_distance(self) -> int:
+        return self.distances.get("phash", 0)
+
+    @property
     def identical(self) -> bool:
         return self.size_mismatch is None and self.max_pixel_diff == 0
 
+    def failures(self) -> list[str]:
+        """What is beyond tolerance, one phrase each."""
+        if self.size_mismatch:
+            return [self.size_mismatch]
+        tol = self.tolerance
+        found = [
+            f"{name} distance {self.distances[name]} > {limit} allowed"
+            for name, limit in tol.hashes().items()
+            if self.distances.get(name, 0) > limit
+        ]
+        if tol.max_pixel_diff is not None and self.max_pixel_diff > tol.max_pixel_diff:
+            found.append(f"max pixel diff {self.max_pixel_diff} > {tol.max_pixel_diff} allowed")
+        if tol.mean_pixel_diff is not None and self.mean_pixel_diff > tol.mean_pixel_diff:
+            found.append(
+                f"mean pixel diff {self.mean_pixel_diff:.3f} > {tol.mean_pixel_diff} allowed"
+            )
+        if tol.min_psnr is not None and self.psnr < tol.min_psnr:
+            found.append(f"PSNR {self.psnr:.1f} dB < {tol.min_psnr} dB required")
+        return found
+
     @property
     def passed(self) -> bool:
-        tol = self.tolerance
-        return (
-            self.size_mismatch is None
-            and self.phash_distance <= tol.phash
-            and (tol.max_pixel_diff is None or self.max_pixel_diff <= tol.max_pixel_diff)
-            and (tol.mean_pixel_diff is None or self.mean_pixel_diff <= tol.mean_pixel_diff)
-        )
+        return not self.failures()
 
     def describe(self) -> str:
-        """One line of evidence, e.g. ``phash distance 14 > 2 allowed; max pixel diff 68``."""
+        """One line of evidence: every measure, its limit when one is set."""
         if self.size_mismatch:
             return self.size_mismatch
         if self.identical:
             return "pixels identical"
         tol = self.tolerance
-        op = ">" if self.phash_distance > tol.phash else "<="
-        parts = [f"phash distance {self.phash_distance} {op} {tol.phash} allowed"]
-        max_allowed = "" if tol.max_pixel_diff is None else f" (allowed {tol.max_pixel_diff})"
-        parts.append(f"max pixel diff {self.max_pixel_diff}{max_allowed}")
-        mean_allowed = "" if tol.mean_pixel_diff is None else f" (allowed {tol.mean_pixel_diff})"
-        parts.append(f"mean pixel diff {self.mean_pixel_diff:.3f}{mean_allowed}")
-        parts.append(f"PSNR {self.psnr:.1f} dB")
+        parts = []
+        for name, limit in tol.hashes().items():
+            distance = self.distances.get(name, 0)
+            parts.append(
+                f"{name} distance {distance} {'>' if distance > limit else '<='} {limit} allowed"
+            )
+        parts.append(f"max pixel diff {self.max_pixel_diff}{_allowed(tol.max_pixel_diff)}")
+        parts.append(f"mean pixel diff {self.mean_pixel_diff:.3f}{_allowed(tol.mean_pixel_diff)}")
+        required = "" if tol.min_psnr is None else f" (required >= {tol.min_psnr})"
+        parts.append(f"PSNR {self.psnr:.1f} dB{required}")
         return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers for reports (JSON-safe: an infinite PSNR is null)."""
+        return {
+            **{f"{name}_distance": value for name, value in self.distances.items()},
+            "max_pixel_diff": self.max_pixel_diff,
+            "mean_pixel_diff": round(self.mean_pixel_diff, 4),
+            "psnr": None if math.isinf(self.psnr) else round(self.psnr, 2),
+            "size_mismatch": self.size_mismatch,
+        }
+
+
+def _allowed(limit: float | None) -> str:
+    return "" if limit is None else f" (allowed {limit})"
 
 
 def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) -> Comparison:
@@ -89,16 +168,18 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
     diff = np.abs(a - b)
     max_diff = int(diff.max()) if diff.size else 0
     if max_diff == 0:
-        return Comparison(tolerance)
+        return Comparison(tolerance, distances=dict.fromkeys(tolerance.hashes(), 0))
     mse = float(np.mean(diff.astype(np.float64) ** 2))
-    psnr = 10 * math.log10(255**2 / mse) if mse else math.inf
-    distance = imagehash.phash(actual, hash_size=tolerance.hash_size) - imagehash.phash(
-        baseline, hash_size=tolerance.hash_size
-    )
+    distances = {
+        name: int(
+            HASHES[name](actual, tolerance.hash_size) - HASHES[name](baseline, tolerance.hash_size)
+        )
+        for name in tolerance.hashes()
+    }
     return Comparison(
         tolerance,
-        phash_distance=int(distance),
+        distances=distances,
         max_pixel_diff=max_diff,
         mean_pixel_diff=float(diff.mean()),
-        psnr=psnr,
+        psnr=10 * math.log10(255**2 / mse),
     )

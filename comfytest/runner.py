@@ -224,7 +224,11 @@ class Runner:
             label = f"{output.node_id} ({title} #{output.index})"
             result.verdicts.append(
                 self.store.judge(
-                    f"{case_name}/{case.folder}", output.key, label, image, case.tolerance
+                    f"{case_name}/{case.folder}",
+                    output.key,
+                    label,
+                    image,
+                    case.tolerance.for_output(output.key),
                 )
             )
             download_s += t1 - t0

@@ -365,3 +365,20 @@ def test_marks_on_cases_and_cells(case_dir: Path) -> None:
         "      - skip: {when: {cfg: 1}}\n",
     )
     assert "skip.when: 'cfg' is not a swept axis" in str(error_of(path))
+
+
+def test_tolerance_keys_and_per_output_overrides(case_dir: Path) -> None:
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ntolerance: {phash: null, dhash: 3, min_psnr: 40.5}\n"
+        "cases:\n  - id: a\n    tolerance:\n      outputs:\n        '9-0': {max_pixel_diff: 4}\n",
+    )
+    (case,) = load_cases(path)
+    assert case.tolerance.phash is None
+    assert case.tolerance.dhash == 3
+    assert case.tolerance.for_output("9-0").max_pixel_diff == 4
+    assert case.tolerance.for_output("9-0").min_psnr == 40.5
+    path.write_text(path.read_text().replace("max_pixel_diff: 4", "max_pixel_dif: 4"))
+    error = error_of(path)
+    assert error.line == 8
+    assert "unknown tolerance key 'max_pixel_dif'; did you mean 'max_pixel_diff'?" in str(error)

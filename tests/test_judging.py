@@ -158,3 +158,25 @@ def test_keep_all_keeps_evidence_for_passing_outputs(tmp_path: Path) -> None:
     assert verdict.status == "passed"
     names = sorted(p.name for p in (tmp_path / "results" / "suite" / "case").iterdir())
     assert names == ["9-0.baseline.png", "9-0.diff.png", "9-0.png"]
+
+
+def test_every_hash_can_be_judged_and_reported() -> None:
+    tolerance = Tolerance(phash=64, dhash=0, whash=64, colorhash=64, min_psnr=90.0)
+    result = compare(texture(1), texture(2), tolerance)
+    assert set(result.distances) == {"phash", "dhash", "whash", "colorhash"}
+    assert result.distances["dhash"] > 0
+    assert result.failures() == [
+        f"dhash distance {result.distances['dhash']} > 0 allowed",
+        f"PSNR {result.psnr:.1f} dB < 90.0 dB required",
+    ]
+    off = compare(texture(1), texture(2), Tolerance(phash=None, max_pixel_diff=255))
+    assert off.distances == {}, "phash: null turns the hash off"
+    assert off.passed
+
+
+def test_per_output_tolerance_by_key_or_node() -> None:
+    tolerance = Tolerance(phash=2, outputs={"12": {"phash": 30}, "12-1": {"phash": 5}})
+    assert tolerance.for_output("9-0").phash == 2
+    assert tolerance.for_output("12-0").phash == 30
+    assert tolerance.for_output("12-1").phash == 5
+    assert tolerance.for_output("12-0").outputs == {}
