@@ -18,12 +18,16 @@ beyond tol.  fail               fail                             update
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import imagehash
 import numpy as np
 from PIL import Image
 
@@ -36,6 +40,8 @@ __all__ = [
     "Verdict",
     "atomic_write",
     "difference_image",
+    "read_manifest",
+    "write_manifest",
 ]
 
 UPDATE_MODES = ("none", "missing", "changed", "all")
@@ -145,6 +151,39 @@ class BaselineStore:
             if baseline.size == actual.size:
                 atomic_write(paths[2], png_bytes(difference_image(actual, baseline)))
         return paths[0]
+
+
+MANIFEST = "manifest.json"
+
+
+def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
+    """The manifest beside a case's baselines, or None (absent or unreadable)."""
+    try:
+        data = json.loads((root / folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
+    """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
+    outputs = {}
+    for png in sorted((root / folder).glob("*.png")):
+        try:
+            with Image.open(png) as image:
+                pixels = np.asarray(image)
+                outputs[png.stem] = {
+                    "size": list(image.size),
+                    "mode": image.mode,
+                    "phash": str(imagehash.phash(image)),
+                    "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest()[:16],
+                }
+        except OSError:
+            continue
+    manifest = {**data, "outputs": outputs}
+    atomic_write(
+        root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    )
 
 
 def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:

@@ -103,6 +103,14 @@ class ComfyClient:
     def history(self) -> dict[str, Any]:
         return self._get_json("/history")
 
+    def models(self, folder: str) -> list[str] | None:
+        """Files in a model folder (None when the server has no such folder)."""
+        response = self._http_call("GET", f"/models/{folder}", ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        names = response.json()
+        return [str(name) for name in names] if isinstance(names, list) else None
+
     def free(self) -> None:
         """Unload models and drop ComfyUI's node cache (applied before the next prompt)."""
         self._request("POST", "/free", json={"unload_models": True, "free_memory": True})

@@ -7,6 +7,7 @@ and closes it at the end; the server is started lazily, on the first case that r
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import time
 import uuid
@@ -17,14 +18,15 @@ from typing import Any
 
 from PIL import Image
 
-from comfytest.baselines import BaselineStore, Verdict
+from comfytest.baselines import BaselineStore, Verdict, atomic_write, read_manifest, write_manifest
 from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.convert import ui_to_api
+from comfytest.environment import MODEL_FOLDERS, differences, fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
 from comfytest.preflight import PreflightFailed, Problem, check, output_nodes, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
-from comfytest.workflow import copy_prompt, node_label
+from comfytest.workflow import copy_prompt, node_label, prompt_digest
 
 __all__ = ["CaseResult", "Runner"]
 
@@ -42,6 +44,8 @@ class CaseResult:
     run: PromptRun
     verdicts: list[Verdict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: How this server differs from the one the baselines were made on (failures only).
+    environment_changes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -67,6 +71,9 @@ class CaseResult:
                 lines.append(f"  actual   {verdict.actual}")
             if verdict.diff is not None:
                 lines.append(f"  diff     {verdict.diff}")
+        if self.environment_changes:
+            lines.append("  the environment differs from the one the baselines were made in:")
+            lines += [f"    {change}" for change in self.environment_changes]
         return lines
 
 
@@ -96,6 +103,8 @@ class Runner:
         self._server: ManagedServer | None = None
         self._client: ComfyClient | None = None
         self._object_info: dict[str, Any] | None = None
+        self._environment: dict[str, Any] | None = None
+        self._server_runtime: Runtime | None = None
         self._setup_error: ComfytestError | None = None
         #: One line about the server this runner used, once it was reached.
         self.server_line = ""
@@ -132,6 +141,7 @@ class Runner:
                 self._server = start_server(
                     runtime, run_dir, extra_args=self._server_args, log=lambda message: None
                 )
+                self._server_runtime = runtime
                 ready_s = time.monotonic() - started
                 url = self._server.url
             client = ComfyClient(url)
@@ -242,7 +252,51 @@ class Runner:
         }
         if run.execution_s is not None:
             result.timings["execution_s"] = run.execution_s
+        folder = f"{case_name}/{case.folder}"
+        wrote = any(v.status in ("created", "updated") for v in result.verdicts)
+        refresh = self.store.update == "all" or (
+            self.store.update != "none" and read_manifest(self.store.root, folder) is None
+        )
+        if wrote or refresh:
+            write_manifest(self.store.root, folder, self._manifest(case, prompt))
+        elif not result.passed:
+            recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
+            if recorded:
+                result.environment_changes = differences(recorded, self.environment())
         return result
+
+    def environment(self) -> dict[str, Any]:
+        """This server's fingerprint, taken once per run (and saved in the results folder)."""
+        if self._environment is None:
+            client = self.client()
+            models = {folder: client.models(folder) or [] for folder in MODEL_FOLDERS}
+            root = self._server_runtime.comfyui_dir / "models" if self._server_runtime else None
+            self._environment = fingerprint(client.system_stats(), self.object_info(), models, root)
+            atomic_write(
+                self.store.results / "environment.json",
+                (json.dumps(self._environment, indent=2, sort_keys=True) + "\n").encode(),
+            )
+        return self._environment
+
+    def _manifest(self, case: Case, prompt: dict[str, Any]) -> dict[str, Any]:
+        """What a reviewer needs beside a changed baseline: the case, inputs, environment."""
+        plain = {
+            node_id: {
+                **node,
+                "inputs": {k: v for k, v in node["inputs"].items() if k != NONCE_INPUT},
+            }
+            for node_id, node in prompt.items()
+        }
+        project = self.store.root.parent
+        return {
+            "case": f"{_relative(case.path, project)}::{case.name}",
+            "workflow": _relative(case.workflow_path, project),
+            "prompt_digest": prompt_digest(plain),
+            "seed": case.seed,
+            "sweep": dict(case.values),
+            "inputs": {node: dict(values) for node, values in case.overrides.items()},
+            "environment": self.environment(),
+        }
 
     def close(self) -> None:
         if self._client is not None:
@@ -251,3 +305,7 @@ class Runner:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)

@@ -50,11 +50,23 @@ def test_lifecycle_of_a_txt2img_case(
     created.assert_outcomes(passed=1)
     created.stdout.fnmatch_lines(["outputs: 1 created"])
     assert baseline.is_file()
+    manifest = json.loads(baseline.with_name("manifest.json").read_text())
+    assert manifest["case"] == "cases/t.yaml::fox"
+    assert manifest["workflow"] == "cases/workflows/txt2img.json"
+    assert manifest["seed"] == 42
+    assert manifest["inputs"] == {"6": {"text": "a watercolor fox"}}
+    assert manifest["outputs"]["9-0"]["size"] == [64, 64]
+    assert manifest["environment"]["comfyui_version"] == "0.3.75"
+    checkpoints = manifest["environment"]["models"]["checkpoints"]
+    assert "comfytest-sd15-tiny.safetensors" in checkpoints
 
     again = run(pytester, comfy)
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines(["outputs: 1 passed"])
 
+    # As if the baselines had been made on an older ComfyUI with another torch.
+    manifest["environment"].update(comfyui_version="0.3.60", pytorch_version="2.1.0+cpu")
+    baseline.with_name("manifest.json").write_text(json.dumps(manifest))
     cases.write_text(TXT2IMG.replace("a watercolor fox", "an oil painting of a castle"))
     changed = run(pytester, comfy)
     changed.assert_outcomes(failed=1)
@@ -65,6 +77,9 @@ def test_lifecycle_of_a_txt2img_case(
             f"*baseline {baseline}",
             f"*actual   {actual}",
             f"*diff     {actual.with_name('9-0.diff.png')}",
+            "  the environment differs from the one the baselines were made in:",
+            "    ComfyUI 0.3.60 -> 0.3.75",
+            "    torch 2.1.0+cpu -> *",
             "*accept it: pytest cases/t.yaml::fox --comfy-update=changed",
         ]
     )

@@ -1,0 +1,108 @@
+"""The environment a result came from, and what changed between two of them.
+
+A fingerprint is small and JSON-shaped, so it can sit beside baselines and be read in a
+pull request::
+
+    {"comfyui_version": "0.3.75", "pytorch_version": "2.14.1+cu130", "python_version": "3.11.7",
+     "os": "posix", "device": "cpu (cpu)",
+     "node_classes": {"count": 412, "digest": "5f0c..."},
+     "models": {"checkpoints": {"comfytest-sd15-tiny.safetensors": 279526298}}}
+
+Model sizes are known only for a managed runtime (its files are local); a server given by
+URL lists names with a null size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MODEL_FOLDERS", "differences", "fingerprint"]
+
+#: Model folders listed in a fingerprint (others are rarely used by tests and cost requests).
+MODEL_FOLDERS = (
+    "checkpoints",
+    "diffusion_models",
+    "text_encoders",
+    "vae",
+    "loras",
+    "controlnet",
+    "upscale_models",
+    "clip_vision",
+    "embeddings",
+)
+
+
+def fingerprint(
+    system_stats: Mapping[str, Any],
+    object_info: Mapping[str, Any],
+    models: Mapping[str, list[str]],
+    model_root: Path | None = None,
+) -> dict[str, Any]:
+    """A fingerprint from /system_stats, /object_info and the model lists of a server."""
+    system = system_stats.get("system", {})
+    devices = system_stats.get("devices") or [{}]
+    specs = {name: spec.get("input") for name, spec in object_info.items()}
+    blob = json.dumps(specs, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return {
+        "comfyui_version": system.get("comfyui_version"),
+        "pytorch_version": system.get("pytorch_version"),
+        "python_version": str(system.get("python_version", "")).split(" ")[0],
+        "os": system.get("os"),
+        "device": f"{devices[0].get('name')} ({devices[0].get('type')})",
+        "node_classes": {
+            "count": len(object_info),
+            "digest": hashlib.sha256(blob).hexdigest()[:16],
+        },
+        "models": {
+            folder: {name: _size(model_root, folder, name) for name in sorted(names)}
+            for folder, names in sorted(models.items())
+            if names
+        },
+    }
+
+
+def _size(root: Path | None, folder: str, name: str) -> int | None:
+    if root is None:
+        return None
+    try:
+        return (root / folder / name).stat().st_size
+    except OSError:
+        return None
+
+
+def differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What changed from the baseline's environment to this one, one phrase each."""
+    changes = []
+    labels = {
+        "comfyui_version": "ComfyUI",
+        "pytorch_version": "torch",
+        "python_version": "Python",
+        "os": "OS",
+        "device": "device",
+    }
+    for key, label in labels.items():
+        if baseline.get(key) != current.get(key):
+            changes.append(f"{label} {baseline.get(key)} -> {current.get(key)}")
+    old_nodes, new_nodes = baseline.get("node_classes") or {}, current.get("node_classes") or {}
+    if old_nodes.get("digest") != new_nodes.get("digest"):
+        changes.append(
+            f"node classes or their inputs changed ({old_nodes.get('count')} -> "
+            f"{new_nodes.get('count')} classes)"
+        )
+    old_models, new_models = baseline.get("models") or {}, current.get("models") or {}
+    for folder in sorted(set(old_models) | set(new_models)):
+        before, after = old_models.get(folder, {}), new_models.get(folder, {})
+        for name in sorted(set(before) - set(after)):
+            changes.append(f"model {folder}/{name} is gone")
+        for name in sorted(set(after) - set(before)):
+            changes.append(f"model {folder}/{name} is new")
+        for name in sorted(set(before) & set(after)):
+            if None not in (before[name], after[name]) and before[name] != after[name]:
+                changes.append(
+                    f"model {folder}/{name} changed size {before[name]} -> {after[name]}"
+                )
+    return changes

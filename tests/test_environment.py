@@ -1,0 +1,48 @@
+"""Environment fingerprints and the differences a failure reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfytest.environment import differences, fingerprint
+
+STATS = {
+    "system": {
+        "comfyui_version": "0.3.75",
+        "pytorch_version": "2.14.1",
+        "python_version": "3.11.7 (main)",
+        "os": "posix",
+    },
+    "devices": [{"name": "cpu", "type": "cpu"}],
+}
+INFO = {"KSampler": {"input": {"required": {"steps": ["INT", {"min": 1}]}}}}
+
+
+def test_fingerprint_is_small_and_stable(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "a.safetensors").write_bytes(b"x" * 10)
+    first = fingerprint(STATS, INFO, {"checkpoints": ["a.safetensors"], "loras": []}, tmp_path)
+    assert first == fingerprint(
+        STATS, dict(INFO), {"checkpoints": ["a.safetensors"], "loras": []}, tmp_path
+    )
+    assert first["python_version"] == "3.11.7"
+    assert first["device"] == "cpu (cpu)"
+    assert first["node_classes"]["count"] == 1
+    assert first["models"] == {"checkpoints": {"a.safetensors": 10}}, "empty folders are left out"
+
+
+def test_differences_name_what_changed() -> None:
+    old = fingerprint(STATS, INFO, {"checkpoints": ["a.safetensors", "b.safetensors"]})
+    info = {
+        "KSampler": {"input": {"required": {"steps": ["INT", {"min": 2}]}}},
+        "New": {"input": {}},
+    }
+    stats = {**STATS, "system": {**STATS["system"], "comfyui_version": "0.3.76"}}
+    new = fingerprint(stats, info, {"checkpoints": ["a.safetensors", "c.safetensors"]})
+    assert differences(old, new) == [
+        "ComfyUI 0.3.75 -> 0.3.76",
+        "node classes or their inputs changed (1 -> 2 classes)",
+        "model checkpoints/b.safetensors is gone",
+        "model checkpoints/c.safetensors is new",
+    ]
+    assert differences(old, old) == []
