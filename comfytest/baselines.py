@@ -39,8 +39,10 @@ __all__ = [
     "BaselineStore",
     "Verdict",
     "atomic_write",
+    "delete_baselines",
     "difference_image",
     "read_manifest",
+    "unused_baselines",
     "write_manifest",
 ]
 
@@ -184,6 +186,36 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
     atomic_write(
         root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     )
+
+
+def unused_baselines(
+    root: Path, used: set[tuple[str, str]], untouched_folders: set[str]
+) -> list[Path]:
+    """Baseline PNGs under ``root`` that no case of a complete run judged.
+
+    ``used`` holds (folder, key) of every output judged; a folder in ``untouched_folders``
+    belongs to a case that ran no judgement (skipped, or failed before its outputs), so
+    everything in it counts as used.
+    """
+    used_paths = {root / folder / f"{key}.png" for folder, key in used}
+    untouched = [root / folder for folder in untouched_folders]
+    return [
+        png
+        for png in sorted(root.rglob("*.png"))
+        if png not in used_paths and not any(png.is_relative_to(f) for f in untouched)
+    ]
+
+
+def delete_baselines(root: Path, paths: list[Path]) -> None:
+    """Delete baselines, then manifests and folders left describing nothing."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.glob("*.png")):
+            (folder / MANIFEST).unlink(missing_ok=True)
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
 
 def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:

@@ -43,6 +43,7 @@ class CaseFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         for case in cases:
             item = CaseItem.from_parent(self, name=case.name, case=case)
+            item.user_properties.append(("comfytest_folder", f"{item.case_name}/{case.folder}"))
             for mark in case.marks:
                 item.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
             for axis, value in case.values.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.baselines import BaselineStore
+from comfytest.baselines import BaselineStore, delete_baselines, unused_baselines
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem
 from comfytest.runner import Runner
@@ -61,22 +61,70 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class Summary:
-    """Counts output verdicts from test reports (the same on the xdist controller)."""
+    """Counts output verdicts and finds unused baselines from test reports.
+
+    Reports reach the xdist controller too, so this works the same with and without xdist;
+    only the process that is not an xdist worker reports and deletes.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.counts: dict[str, int] = {}
+        self.used: set[tuple[str, str]] = set()
+        self.folders: set[str] = set()
+        self.judged_folders: set[str] = set()
+        self.collection_failed = False
+        self.unused: list[Path] = []
+        self.deleted = False
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_failed = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == "comfytest_outputs" and report.when == "call":
-                for status in json.loads(str(value)).values():
-                    self.counts[status] = self.counts.get(status, 0) + 1
+        props = dict(report.user_properties)
+        folder = str(props.get("comfytest_folder", ""))
+        if folder:
+            self.folders.add(folder)
+        if report.when == "call" and "comfytest_outputs" in props:
+            statuses = json.loads(str(props["comfytest_outputs"]))
+            self.judged_folders.add(folder)
+            for key, status in statuses.items():
+                self.counts[status] = self.counts.get(status, 0) + 1
+                self.used.add((folder, key))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        settings = self.config.stash[SETTINGS_KEY]
+        if hasattr(self.config, "workerinput") or not self.folders:
+            return
+        if not self._whole_suite(session, exitstatus) or not settings.baselines.is_dir():
+            return
+        untouched = self.folders - self.judged_folders
+        self.unused = unused_baselines(settings.baselines, self.used, untouched)
+        if self.unused and settings.update == "all":
+            delete_baselines(settings.baselines, self.unused)
+            self.deleted = True
+
+    def _whole_suite(self, session: pytest.Session, exitstatus: int) -> bool:
+        """True when every case of every case folder ran: only then is "unused" true."""
+        narrowing = ("keyword", "markexpr", "deselect", "lf", "maxfail", "stepwise")
+        if (
+            self.collection_failed
+            or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+            or any(getattr(self.config.option, name, None) for name in narrowing)
+        ):
+            return False
+        roots = self.config.stash[SETTINGS_KEY].case_paths
+        args = [self.config.invocation_params.dir / a for a in self.config.args if "::" not in a]
+        if len(args) != len(self.config.args):
+            return False
+        return all(any(root.is_relative_to(arg.resolve()) for arg in args) for root in roots)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
-        if not self.counts and not server_line:
+        if not self.counts and not server_line and not self.unused:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
@@ -85,3 +133,11 @@ class Summary:
             order = ("passed", "failed", "missing", "created", "updated")
             parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
             terminalreporter.write_line("outputs: " + ", ".join(parts))
+        if self.unused:
+            root = self.config.stash[SETTINGS_KEY].baselines
+            verb = "deleted" if self.deleted else "unused (--comfy-update=all deletes them)"
+            terminalreporter.write_line(f"baselines {verb}: {len(self.unused)}")
+            for path in self.unused[:20]:
+                terminalreporter.write_line(f"  {path.relative_to(root)}")
+            if len(self.unused) > 20:
+                terminalreporter.write_line(f"  ... and {len(self.unused) - 20} more")

@@ -328,3 +328,85 @@ def test_ui_format_workflow_runs_like_its_api_twin(
         Image.open(project / "baselines/both/ui/9-0.png") as ui,
     ):
         assert np.array_equal(np.asarray(api), np.asarray(ui)), "same pixels from the UI file"
+
+
+def test_unused_baselines_reported_on_full_runs_and_deleted_only_on_update_all(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    cases = project / "cases/pipe.yaml"
+    cases.write_text(
+        "workflow: workflows/image_pipeline.json\n"
+        "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\ncases:\n"
+        "  - id: keep\n  - id: drop\n    inputs: {Blur: {blur_radius: 1}}\n"
+        "  - id: later\n    marks: [{skip: not now}]\n"
+    )
+    run(pytester, comfy, "--comfy-update=missing").assert_outcomes(passed=2, skipped=1)
+    (project / "baselines/pipe/later").mkdir()
+    (project / "baselines/pipe/later/5-0.png").write_bytes(
+        (project / "baselines/pipe/keep/5-0.png").read_bytes()
+    )
+    cases.write_text(
+        cases.read_text().replace("  - id: drop\n    inputs: {Blur: {blur_radius: 1}}\n", "")
+    )
+
+    partial = run(pytester, comfy, "-k", "keep")
+    assert "baselines unused" not in partial.stdout.str(), "a partial run says nothing"
+    full = run(pytester, comfy)
+    full.assert_outcomes(passed=1, skipped=1)
+    full.stdout.fnmatch_lines(
+        ["baselines unused (--comfy-update=all deletes them): 1", "  pipe/drop/5-0.png"]
+    )
+    assert (project / "baselines/pipe/drop/5-0.png").is_file(), "reported, not deleted"
+    parallel = pytester.runpytest_subprocess(
+        "--comfy-url", comfy.url, "-n", "2", "-p", "no:cacheprovider"
+    )
+    parallel.stdout.fnmatch_lines(["baselines unused (--comfy-update=all deletes them): 1"])
+
+    pruned = run(pytester, comfy, "--comfy-update=all")
+    pruned.stdout.fnmatch_lines(["baselines deleted: 1", "  pipe/drop/5-0.png"])
+    assert not (project / "baselines/pipe/drop").exists(), "its manifest and folder went too"
+    assert (project / "baselines/pipe/later/5-0.png").is_file(), "a skipped case keeps its own"
+
+
+def outcomes(result: pytest.RunResult) -> list[str]:
+    """The short test summary lines (-rA), sorted: outcome and node id of every item."""
+    lines = result.stdout.lines
+    return sorted(
+        line.split(" - ")[0]
+        for line in lines
+        if line.startswith(("PASSED ", "FAILED ", "SKIPPED "))
+    )
+
+
+def test_xdist_update_writes_each_baseline_once_and_judges_like_serial(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    cases = project / "cases/grid.yaml"
+    cases.write_text(
+        "workflow: workflows/image_pipeline.json\n"
+        "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\ncases:\n"
+        "  - id: grid\n    matrix: {Blur.blur_radius: [1, 2, 3], Resize.width: [64, 96]}\n"
+    )
+    parallel = pytester.runpytest_subprocess(
+        "--comfy-url", comfy.url, "-n", "2", "--comfy-update=missing", "-p", "no:cacheprovider"
+    )
+    parallel.assert_outcomes(passed=6)
+    parallel.stdout.fnmatch_lines(["outputs: 6 created"])
+    made = sorted(project.glob("baselines/grid/grid/*/5-0.png"))
+    assert len(made) == 6, "each baseline written exactly once, by exactly one worker"
+    for png in made:
+        with Image.open(png) as image:
+            image.load()  # a half-written file would not decode
+    serial = run(pytester, comfy, "--comfy-update=missing", "--comfy-baselines=serial")
+    serial.stdout.fnmatch_lines(["outputs: 6 created"])
+    for png in made:
+        twin = project / "serial" / png.relative_to(project / "baselines")
+        assert twin.read_bytes() == png.read_bytes(), "same baselines with -n 0 and -n 2"
+
+    cases.write_text(cases.read_text().replace("[1, 2, 3]", "[1, 2, 4]"))
+    serial_verdicts = run(pytester, comfy, "-rA")
+    parallel_verdicts = pytester.runpytest_subprocess(
+        "--comfy-url", comfy.url, "-n", "2", "-rA", "-p", "no:cacheprovider"
+    )
+    assert outcomes(serial_verdicts) == outcomes(parallel_verdicts)
+    assert sum(line.startswith("FAILED") for line in outcomes(serial_verdicts)) == 2
