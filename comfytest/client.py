@@ -149,6 +149,8 @@ class ComfyClient:
         answer = _json(response, self.url)
         if response.status_code == 400 or answer.get("node_errors"):
             raise _rejection(answer, prompt)
+        # Servers older than about 0.3.30 ignore a client's prompt_id and pick their own.
+        prompt_id = run.prompt_id = str(answer.get("prompt_id") or prompt_id)
         deadline = time.monotonic() + timeout
         error: dict[str, Any] | None = None
         interrupted: dict[str, Any] | None = None

@@ -39,15 +39,20 @@ MODEL_FOLDERS = (
 def fingerprint(
     system_stats: Mapping[str, Any],
     object_info: Mapping[str, Any],
-    models: Mapping[str, list[str]],
+    models: Mapping[str, list[str] | None],
     model_root: Path | None = None,
+    runtime: str | None = None,
 ) -> dict[str, Any]:
-    """A fingerprint from /system_stats, /object_info and the model lists of a server."""
+    """A fingerprint from /system_stats, /object_info and the model lists of a server.
+
+    ``runtime`` names the managed runtime, when there is one (older ComfyUI trees report
+    their version as "unknown"; the runtime knows the commit).
+    """
     system = system_stats.get("system", {})
     devices = system_stats.get("devices") or [{}]
     specs = {name: spec.get("input") for name, spec in object_info.items()}
     blob = json.dumps(specs, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return {
+    found = {
         "comfyui_version": system.get("comfyui_version"),
         "pytorch_version": system.get("pytorch_version"),
         "python_version": str(system.get("python_version", "")).split(" ")[0],
@@ -57,12 +62,18 @@ def fingerprint(
             "count": len(object_info),
             "digest": hashlib.sha256(blob).hexdigest()[:16],
         },
-        "models": {
+        # None when the server cannot list models (no /models route before mid-2024).
+        "models": None
+        if all(names is None for names in models.values())
+        else {
             folder: {name: _size(model_root, folder, name) for name in sorted(names)}
             for folder, names in sorted(models.items())
             if names
         },
     }
+    if runtime:
+        found["runtime"] = runtime
+    return found
 
 
 def _size(root: Path | None, folder: str, name: str) -> int | None:
@@ -78,6 +89,7 @@ def differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list
     """What changed from the baseline's environment to this one, one phrase each."""
     changes = []
     labels = {
+        "runtime": "runtime",
         "comfyui_version": "ComfyUI",
         "pytorch_version": "torch",
         "python_version": "Python",
@@ -85,15 +97,20 @@ def differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list
         "device": "device",
     }
     for key, label in labels.items():
-        if baseline.get(key) != current.get(key):
-            changes.append(f"{label} {baseline.get(key)} -> {current.get(key)}")
+        before, after = baseline.get(key) or "unknown", current.get(key) or "unknown"
+        if before != after:
+            changes.append(f"{label} {before} -> {after}")
     old_nodes, new_nodes = baseline.get("node_classes") or {}, current.get("node_classes") or {}
     if old_nodes.get("digest") != new_nodes.get("digest"):
         changes.append(
             f"node classes or their inputs changed ({old_nodes.get('count')} -> "
             f"{new_nodes.get('count')} classes)"
         )
-    old_models, new_models = baseline.get("models") or {}, current.get("models") or {}
+    old_models, new_models = baseline.get("models"), current.get("models")
+    if old_models is None or new_models is None:
+        if old_models != new_models:
+            changes.append("model files: not listed by one of the two servers")
+        return changes
     for folder in sorted(set(old_models) | set(new_models)):
         before, after = old_models.get(folder, {}), new_models.get(folder, {})
         for name in sorted(set(before) - set(after)):

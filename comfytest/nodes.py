@@ -72,6 +72,11 @@ class CaseItem(pytest.Item):
             ("comfytest_timings", json.dumps({k: round(v, 4) for k, v in result.timings.items()}))
         )
         self.user_properties.append(("comfytest_cached", json.dumps(result.run.cached_nodes)))
+        comparisons = {v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison}
+        self.user_properties.append(("comfytest_comparisons", json.dumps(comparisons)))
+        self.user_properties.append(
+            ("comfytest_environment", json.dumps(result.environment_changes))
+        )
         if not result.passed:
             lines = result.failure_lines()
             if any(v.status in ("missing", "failed") for v in result.verdicts):

@@ -76,6 +76,7 @@ class Summary:
         self.collection_failed = False
         self.unused: list[Path] = []
         self.deleted = False
+        self.environment_changes: dict[str, int] = {}
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -92,6 +93,8 @@ class Summary:
             for key, status in statuses.items():
                 self.counts[status] = self.counts.get(status, 0) + 1
                 self.used.add((folder, key))
+            for change in json.loads(str(props.get("comfytest_environment") or "[]")):
+                self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -133,6 +136,10 @@ class Summary:
             order = ("passed", "failed", "missing", "created", "updated")
             parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
             terminalreporter.write_line("outputs: " + ", ".join(parts))
+        if self.environment_changes:
+            terminalreporter.write_line("baselines made in another environment:")
+            for change, cases in sorted(self.environment_changes.items()):
+                terminalreporter.write_line(f"  {change} ({cases} cases)")
         if self.unused:
             root = self.config.stash[SETTINGS_KEY].baselines
             verb = "deleted" if self.deleted else "unused (--comfy-update=all deletes them)"

