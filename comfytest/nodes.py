@@ -65,6 +65,11 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         runner = self.config.stash[RUNNER_KEY]
+        runs = self.config.stash[SETTINGS_KEY].noise_floor
+        if runs:
+            noise = {n.key: n.as_dict() for n in runner.noise_floor(self.case, runs)}
+            self.user_properties.append(("comfytest_noise", json.dumps(noise)))
+            return
         result = runner.run_case(self.case, self.case_name)
         statuses = {v.key: v.status for v in result.verdicts}
         self.user_properties.append(("comfytest_outputs", json.dumps(statuses)))

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from comfytest.baselines import BaselineStore, delete_baselines, unused_baselines
+from comfytest.baselines import (
+    BaselineStore,
+    atomic_write,
+    delete_baselines,
+    unused_baselines,
+)
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem
 from comfytest.runner import Runner
@@ -77,6 +83,7 @@ class Summary:
         self.unused: list[Path] = []
         self.deleted = False
         self.environment_changes: dict[str, int] = {}
+        self.noise: dict[str, dict[str, Any]] = {}
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -87,6 +94,9 @@ class Summary:
         folder = str(props.get("comfytest_folder", ""))
         if folder:
             self.folders.add(folder)
+        if report.when == "call" and "comfytest_noise" in props:
+            for key, spread in json.loads(str(props["comfytest_noise"])).items():
+                self.noise[f"{report.nodeid} {key}"] = spread
         if report.when == "call" and "comfytest_outputs" in props:
             statuses = json.loads(str(props["comfytest_outputs"]))
             self.judged_folders.add(folder)
@@ -99,7 +109,12 @@ class Summary:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         settings = self.config.stash[SETTINGS_KEY]
-        if hasattr(self.config, "workerinput") or not self.folders:
+        if hasattr(self.config, "workerinput"):
+            return
+        if self.noise:
+            body = json.dumps(self.noise, indent=2, sort_keys=True) + "\n"
+            atomic_write(settings.results / "noise_floor.json", body.encode())
+        if not self.folders or settings.noise_floor:
             return
         if not self._whole_suite(session, exitstatus) or not settings.baselines.is_dir():
             return
@@ -127,7 +142,7 @@ class Summary:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
-        if not self.counts and not server_line and not self.unused:
+        if not self.counts and not server_line and not self.unused and not self.noise:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
@@ -136,6 +151,19 @@ class Summary:
             order = ("passed", "failed", "missing", "created", "updated")
             parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
             terminalreporter.write_line("outputs: " + ", ".join(parts))
+        if self.noise:
+            terminalreporter.write_line("noise floor (each run against the first):")
+            for name, spread in sorted(self.noise.items()):
+                verdict = "deterministic" if spread["deterministic"] else "NOT deterministic"
+                terminalreporter.write_line(
+                    f"  {name}: {spread['runs']} runs, {verdict}; max phash "
+                    f"{spread['max_distances']['phash']}, max pixel diff "
+                    f"{spread['max_pixel_diff']}, min PSNR {spread['min_psnr'] or 'inf'}; "
+                    f"suggested tolerance {spread['suggested_tolerance']}"
+                )
+            terminalreporter.write_line(
+                f"  written to {self.config.stash[SETTINGS_KEY].results / 'noise_floor.json'}"
+            )
         if self.environment_changes:
             terminalreporter.write_line("baselines made in another environment:")
             for change, cases in sorted(self.environment_changes.items()):

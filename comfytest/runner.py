@@ -24,6 +24,7 @@ from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.convert import ui_to_api
 from comfytest.environment import MODEL_FOLDERS, differences, fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
+from comfytest.noise import OutputNoise, summarize
 from comfytest.preflight import PreflightFailed, Problem, check, output_nodes, seed_inputs
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 from comfytest.workflow import copy_prompt, node_label, prompt_digest
@@ -166,8 +167,11 @@ class Runner:
             self._object_info = self.client().object_info()
         return self._object_info
 
-    def prepare(self, case: Case) -> dict[str, Any]:
-        """The prompt to queue: seeds pinned, files uploaded, and preflight passed."""
+    def prepare(self, case: Case, *, every_node: bool = False) -> dict[str, Any]:
+        """The prompt to queue: seeds pinned, files uploaded, and preflight passed.
+
+        Output nodes get a nonce so their files are always written afresh; ``every_node``
+        puts one on every node, so nothing at all comes from ComfyUI's cache."""
         client = self.client()
         info = self.object_info()
         prompt: dict[str, Any] = copy_prompt(case.prompt)
@@ -198,10 +202,11 @@ class Runner:
         problems += check(prompt, info)
         if problems:
             raise PreflightFailed(problems, client.url)
-        for node_id in output_nodes(prompt, info):
+        nonce = uuid.uuid4().hex
+        for node_id in list(prompt) if every_node else output_nodes(prompt, info):
             # An input the node does not declare: ignored by the node, but part of its cache
-            # key, so every output is computed and written afresh.
-            prompt[node_id]["inputs"][NONCE_INPUT] = uuid.uuid4().hex
+            # key, so the node runs again.
+            prompt[node_id]["inputs"][NONCE_INPUT] = nonce
         return prompt
 
     def run_case(self, case: Case, case_name: str) -> CaseResult:
@@ -264,6 +269,26 @@ class Runner:
             if recorded:
                 result.environment_changes = differences(recorded, self.environment())
         return result
+
+    def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
+        """Run ``case`` ``runs`` times with ComfyUI's cache defeated; the spread per output."""
+        client = self.client()
+        images: dict[str, list[Image.Image]] = {}
+        for _ in range(runs):
+            prompt = self.prepare(case, every_node=True)
+            run = client.run(prompt, timeout=case.timeout or self.timeout)
+            if run.cached_nodes:
+                raise ServerError(
+                    f"nodes {', '.join(run.cached_nodes)} came from ComfyUI's cache during a "
+                    "noise-floor run",
+                    client.url,
+                    run.prompt_id,
+                )
+            for output in run.outputs:
+                if output.filename.lower().endswith(IMAGE_SUFFIXES):
+                    with Image.open(io.BytesIO(client.download(output))) as opened:
+                        images.setdefault(output.key, []).append(opened.copy())
+        return [summarize(key, found) for key, found in images.items()]
 
     def environment(self) -> dict[str, Any]:
         """This server's fingerprint, taken once per run (and saved in the results folder)."""

@@ -24,6 +24,7 @@ class Settings:
     baselines: Path
     results: Path
     timeout: float
+    noise_floor: int
     server_args: tuple[str, ...]
     case_paths: tuple[Path, ...]
 
@@ -57,6 +58,9 @@ class Settings:
             raise pytest.UsageError("--comfy-timeout: expected a number of seconds") from None
         if timeout <= 0:
             raise pytest.UsageError("--comfy-timeout: expected a positive number of seconds")
+        noise_floor = int(config.getoption("comfy_noise_floor") or 0)
+        if noise_floor == 1 or noise_floor < 0:
+            raise pytest.UsageError("--comfy-noise-floor: give at least 2 runs to compare")
         home = config.getoption("comfy_home")
         return cls(
             url=str(url).rstrip("/") if url else None,
@@ -68,6 +72,7 @@ class Settings:
             baselines=root / str(pick("comfy_baselines") or "baselines"),
             results=root / str(pick("comfy_results") or ".comfytest/results"),
             timeout=timeout,
+            noise_floor=noise_floor,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
         )
@@ -125,6 +130,15 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         default=None,
         help=f"per-prompt timeout (default {DEFAULT_TIMEOUT:g})",
+    )
+    group.addoption(
+        "--comfy-noise-floor",
+        dest="comfy_noise_floor",
+        metavar="N",
+        type=int,
+        default=None,
+        help="run every selected case N times with the cache defeated and report the spread "
+        "per output (judges no baselines)",
     )
     group.addoption(
         "--comfy-home",
