@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,9 @@ from typing import Any
 
 import imagehash
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 
-from comfytest.compare import Comparison, Tolerance, compare
+from comfytest.compare import Comparison, Tolerance, compare_frames
 
 __all__ = [
     "KEEP_MODES",
@@ -41,6 +42,7 @@ __all__ = [
     "atomic_write",
     "delete_baselines",
     "difference_image",
+    "read_frames",
     "read_manifest",
     "unused_baselines",
     "write_manifest",
@@ -97,33 +99,33 @@ class BaselineStore:
         folder: str,
         key: str,
         label: str,
-        actual: Image.Image,
+        actual: Image.Image | list[Image.Image],
         tolerance: Tolerance,
     ) -> Verdict:
-        """Compare ``actual`` with its baseline and apply the update mode."""
+        """Compare an image (or an animation's frames) with its baseline; apply the mode."""
+        frames = actual if isinstance(actual, list) else [actual]
         path = self.baseline_path(folder, key)
         if not path.exists():
             if self.update == "none":
-                return Verdict(key, label, "missing", path, self._keep(folder, key, actual))
-            atomic_write(path, png_bytes(actual))
-            return Verdict(key, label, "created", path, self._keep(folder, key, actual, ok=True))
+                return Verdict(key, label, "missing", path, self._keep(folder, key, frames))
+            atomic_write(path, png_bytes(frames))
+            return Verdict(key, label, "created", path, self._keep(folder, key, frames, ok=True))
         try:
-            with Image.open(path) as opened:
-                baseline = opened.copy()
+            baseline = read_frames(path)
         except (OSError, SyntaxError) as exc:
             if self.update in ("changed", "all"):
-                atomic_write(path, png_bytes(actual))
+                atomic_write(path, png_bytes(frames))
                 return Verdict(key, label, "updated", path)
-            kept = self._keep(folder, key, actual)
+            kept = self._keep(folder, key, frames)
             return Verdict(key, label, "failed", path, kept, problem=f"baseline unreadable: {exc}")
-        comparison = compare(actual, baseline, tolerance)
+        comparison = compare_frames(frames, baseline, tolerance)
         rewrite = (self.update == "changed" and not comparison.passed) or (
             self.update == "all" and not comparison.identical
         )
         status = "updated" if rewrite else "passed" if comparison.passed else "failed"
-        kept = self._keep(folder, key, actual, baseline, ok=status != "failed")
+        kept = self._keep(folder, key, frames, baseline, comparison.frame, ok=status != "failed")
         if rewrite:
-            atomic_write(path, png_bytes(actual))
+            atomic_write(path, png_bytes(frames))
         diff = (
             self.results / folder / f"{key}.diff.png"
             if kept and comparison.size_mismatch is None
@@ -131,12 +133,43 @@ class BaselineStore:
         )
         return Verdict(key, label, status, path, kept, comparison, diff=diff)
 
+    def judge_text(
+        self, folder: str, key: str, label: str, text: str, tolerance: Tolerance
+    ) -> Verdict:
+        """A text output: matched by ``tolerance.regex``, else equal to its ``.txt`` baseline."""
+        path = self.root / folder / f"{key}.txt"
+        kept_path = self.results / folder / f"{key}.txt"
+        if tolerance.regex is not None:
+            ok = re.fullmatch(tolerance.regex, text, re.DOTALL) is not None
+            problem = "" if ok else f"text {_clip(text)} does not match /{tolerance.regex}/"
+            kept = None if ok else kept_path
+            if kept:
+                atomic_write(kept, text.encode())
+            return Verdict(key, label, "passed" if ok else "failed", path, kept, problem=problem)
+        if not path.exists() and self.update == "none":
+            atomic_write(kept_path, text.encode())
+            return Verdict(key, label, "missing", path, kept_path)
+        if not path.exists():
+            atomic_write(path, text.encode())
+            return Verdict(key, label, "created", path)
+        expected = path.read_text(encoding="utf-8", errors="replace")
+        if expected == text:
+            kept_path.unlink(missing_ok=True)
+            return Verdict(key, label, "passed", path)
+        if self.update in ("changed", "all"):
+            atomic_write(path, text.encode())
+            return Verdict(key, label, "updated", path)
+        atomic_write(kept_path, text.encode())
+        problem = f"text {_clip(text)} differs from the baseline {_clip(expected)}"
+        return Verdict(key, label, "failed", path, kept_path, problem=problem)
+
     def _keep(
         self,
         folder: str,
         key: str,
-        actual: Image.Image,
-        baseline: Image.Image | None = None,
+        actual: list[Image.Image],
+        baseline: list[Image.Image] | None = None,
+        frame: int | None = None,
         *,
         ok: bool = False,
     ) -> Path | None:
@@ -150,9 +183,23 @@ class BaselineStore:
         atomic_write(paths[0], png_bytes(actual))
         if baseline is not None:
             atomic_write(paths[1], png_bytes(baseline))
-            if baseline.size == actual.size:
-                atomic_write(paths[2], png_bytes(difference_image(actual, baseline)))
+            shown = frame or 0
+            same_shape = len(baseline) == len(actual) and baseline[0].size == actual[0].size
+            if same_shape:
+                atomic_write(
+                    paths[2], png_bytes([difference_image(actual[shown], baseline[shown])])
+                )
         return paths[0]
+
+
+def read_frames(path: Path) -> list[Image.Image]:
+    """Every frame of an image file (one for a still image), decoded."""
+    with Image.open(path) as opened:
+        return [frame.copy() for frame in ImageSequence.Iterator(opened)]
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 MANIFEST = "manifest.json"
@@ -169,19 +216,25 @@ def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
 
 def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
     """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
-    outputs = {}
+    outputs: dict[str, Any] = {}
     for png in sorted((root / folder).glob("*.png")):
         try:
-            with Image.open(png) as image:
-                pixels = np.asarray(image)
-                outputs[png.stem] = {
-                    "size": list(image.size),
-                    "mode": image.mode,
-                    "phash": str(imagehash.phash(image)),
-                    "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest()[:16],
-                }
+            frames = read_frames(png)
         except OSError:
             continue
+        pixels = hashlib.sha256(b"".join(np.asarray(f).tobytes() for f in frames))
+        outputs[png.stem] = {
+            "size": list(frames[0].size),
+            "mode": frames[0].mode,
+            "frames": len(frames),
+            "phash": [str(imagehash.phash(f)) for f in frames]
+            if len(frames) > 1
+            else str(imagehash.phash(frames[0])),
+            "pixels_sha256": pixels.hexdigest()[:16],
+        }
+    for txt in sorted((root / folder).glob("*.txt")):
+        text = txt.read_text(encoding="utf-8", errors="replace")
+        outputs[txt.stem] = {"text": text if len(text) <= 200 else text[:200] + "..."}
     manifest = {**data, "outputs": outputs}
     atomic_write(
         root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -199,10 +252,12 @@ def unused_baselines(
     """
     used_paths = {root / folder / f"{key}.png" for folder, key in used}
     untouched = [root / folder for folder in untouched_folders]
+    used_paths |= {root / folder / f"{key}.txt" for folder, key in used}
+    found = sorted([*root.rglob("*.png"), *root.rglob("*.txt")])
     return [
-        png
-        for png in sorted(root.rglob("*.png"))
-        if png not in used_paths and not any(png.is_relative_to(f) for f in untouched)
+        path
+        for path in found
+        if path not in used_paths and not any(path.is_relative_to(f) for f in untouched)
     ]
 
 
@@ -211,7 +266,7 @@ def delete_baselines(root: Path, paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
     for folder in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
-        if not any(folder.glob("*.png")):
+        if not any(folder.glob("*.png")) and not any(folder.glob("*.txt")):
             (folder / MANIFEST).unlink(missing_ok=True)
         while folder != root and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
@@ -228,10 +283,15 @@ def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8), "RGB")
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """Pixels only: a PNG with no text chunks, so equal pixels give equal bytes."""
+def png_bytes(frames: Image.Image | list[Image.Image]) -> bytes:
+    """Pixels only: a PNG (an APNG for several frames) with no text chunks, so equal pixels
+    give equal bytes."""
+    frames = frames if isinstance(frames, list) else [frames]
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=9)
+    extra: dict[str, Any] = (
+        {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
+    )
+    frames[0].save(buffer, format="PNG", optimize=False, compress_level=9, **extra)
     return buffer.getvalue()
 
 

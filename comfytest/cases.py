@@ -82,6 +82,7 @@ TOLERANCE_KEYS = (
     "max_pixel_diff",
     "mean_pixel_diff",
     "min_psnr",
+    "regex",
 )
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
@@ -465,6 +466,14 @@ def _tolerance_value(key: str, raw: Any, path: Path, line: int) -> Any:
     not computed); mean_pixel_diff and min_psnr are numbers."""
     if raw is None and key in HASHES:
         return None
+    if key == "regex":
+        if not isinstance(raw, str):
+            raise CaseError(f"tolerance.regex: expected a string, got {raw!r}", path, line)
+        try:
+            re.compile(raw)
+        except re.error as exc:
+            raise CaseError(f"tolerance.regex: {exc}", path, line) from None
+        return raw
     real = key in ("mean_pixel_diff", "min_psnr")
     is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
     if not is_number or raw < 0 or (not real and not isinstance(raw, int)):

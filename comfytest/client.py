@@ -23,7 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from comfytest.errors import CaseTimeout, ExecutionFailed, NodeProblem, PromptRejected, ServerError
 from comfytest.workflow import Prompt, node_label, node_sort_key
 
-__all__ = ["DEFAULT_TIMEOUT", "ComfyClient", "OutputFile", "PromptRun"]
+__all__ = ["DEFAULT_TIMEOUT", "ComfyClient", "OutputFile", "PromptRun", "TextOutput"]
 
 #: Seconds a single prompt may take before it is interrupted.
 DEFAULT_TIMEOUT = 300.0
@@ -47,12 +47,26 @@ class OutputFile:
         return f"{self.node_id}-{self.index}"
 
 
+@dataclass(frozen=True)
+class TextOutput:
+    """One text a node showed (e.g. PreviewAny), as /history lists it."""
+
+    node_id: str
+    index: int
+    text: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.node_id}-t{self.index}"
+
+
 @dataclass
 class PromptRun:
     """What happened to one prompt: its outputs and the server's own timestamps."""
 
     prompt_id: str
     outputs: list[OutputFile] = field(default_factory=list)
+    texts: list[TextOutput] = field(default_factory=list)
     cached_nodes: list[str] = field(default_factory=list)
     executed_nodes: list[str] = field(default_factory=list)
     create_time_ms: int | None = None
@@ -322,6 +336,11 @@ def _read_history(entry: dict[str, Any], run: PromptRun) -> None:
         index = 0
         for kind, items in ui.items():
             if not isinstance(items, list):
+                continue
+            if kind == "text":
+                run.texts += [
+                    TextOutput(str(node_id), i, str(text)) for i, text in enumerate(items)
+                ]
                 continue
             for item in items:
                 if isinstance(item, dict) and "filename" in item:

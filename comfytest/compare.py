@@ -28,6 +28,7 @@ __all__ = [
     "Comparison",
     "Tolerance",
     "compare",
+    "compare_frames",
 ]
 
 #: 8x8 = 64-bit hashes, imagehash's default.
@@ -63,6 +64,8 @@ class Tolerance:
     max_pixel_diff: int | None = None
     mean_pixel_diff: float | None = None
     min_psnr: float | None = None
+    #: For text outputs: a regular expression the whole text must match, instead of a baseline.
+    regex: str | None = None
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def for_output(self, key: str) -> Tolerance:
@@ -86,6 +89,9 @@ class Comparison:
     max_pixel_diff: int = 0
     mean_pixel_diff: float = 0.0
     psnr: float = math.inf
+    #: For animations: how many frames, and which frame this evidence is about.
+    frames: int = 1
+    frame: int | None = None
 
     @property
     def phash_distance(self) -> int:
@@ -124,9 +130,9 @@ class Comparison:
         if self.size_mismatch:
             return self.size_mismatch
         if self.identical:
-            return "pixels identical"
+            return "pixels identical" + (f" in all {self.frames} frames" if self.frames > 1 else "")
         tol = self.tolerance
-        parts = []
+        parts = [] if self.frame is None else [f"frame {self.frame} of {self.frames}"]
         for name, limit in tol.hashes().items():
             distance = self.distances.get(name, 0)
             parts.append(
@@ -146,6 +152,8 @@ class Comparison:
             "mean_pixel_diff": round(self.mean_pixel_diff, 4),
             "psnr": None if math.isinf(self.psnr) else round(self.psnr, 2),
             "size_mismatch": self.size_mismatch,
+            "frames": self.frames,
+            "frame": self.frame,
         }
 
 
@@ -183,3 +191,27 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
         mean_pixel_diff=float(diff.mean()),
         psnr=10 * math.log10(255**2 / mse),
     )
+
+
+def compare_frames(
+    actual: list[Image.Image], baseline: list[Image.Image], tolerance: Tolerance
+) -> Comparison:
+    """Compare animations frame by frame; the evidence is the worst frame's.
+
+    A different frame count is its own verdict. A single frame is plain ``compare``."""
+    if len(actual) != len(baseline):
+        return Comparison(
+            tolerance,
+            size_mismatch=f"frame count differs: actual {len(actual)}, baseline {len(baseline)}",
+            frames=len(actual),
+        )
+    if len(actual) == 1:
+        return compare(actual[0], baseline[0], tolerance)
+    results = [compare(a, b, tolerance) for a, b in zip(actual, baseline, strict=True)]
+    worst = next((i for i, r in enumerate(results) if not r.passed), None)
+    if worst is None:
+        worst = max(range(len(results)), key=lambda i: results[i].max_pixel_diff)
+    chosen = results[worst]
+    if chosen.identical:
+        return dataclasses.replace(chosen, frames=len(actual))
+    return dataclasses.replace(chosen, frames=len(actual), frame=worst)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from comfytest.baselines import BaselineStore, Verdict, atomic_write, read_manifest, write_manifest
 from comfytest.cases import Case
@@ -54,7 +54,7 @@ class CaseResult:
 
     def failure_lines(self) -> list[str]:
         if not self.verdicts:
-            return [f"{self.case.name}: the prompt produced no image outputs to judge"]
+            return [f"{self.case.name}: the prompt produced no image or text outputs to judge"]
         lines: list[str] = []
         for verdict in self.verdicts:
             if verdict.ok:
@@ -233,21 +233,27 @@ class Runner:
             t0 = time.perf_counter()
             data = client.download(output)
             t1 = time.perf_counter()
-            with Image.open(io.BytesIO(data)) as opened:
-                image = opened.copy()
-            title = node_label(prompt, output.node_id)[1]
-            label = f"{output.node_id} ({title} #{output.index})"
             result.verdicts.append(
                 self.store.judge(
                     f"{case_name}/{case.folder}",
                     output.key,
-                    label,
-                    image,
+                    _label(prompt, output.node_id, output.index),
+                    decode_frames(data),
                     case.tolerance.for_output(output.key),
                 )
             )
             download_s += t1 - t0
             compare_s += time.perf_counter() - t1
+        for text in run.texts:
+            result.verdicts.append(
+                self.store.judge_text(
+                    f"{case_name}/{case.folder}",
+                    text.key,
+                    _label(prompt, text.node_id, text.index, "text"),
+                    text.text,
+                    case.tolerance.for_output(text.key),
+                )
+            )
         result.timings = {
             "prepare_s": queued - started,
             "prompt_s": ran - queued,
@@ -286,8 +292,8 @@ class Runner:
                 )
             for output in run.outputs:
                 if output.filename.lower().endswith(IMAGE_SUFFIXES):
-                    with Image.open(io.BytesIO(client.download(output))) as opened:
-                        images.setdefault(output.key, []).append(opened.copy())
+                    frames = decode_frames(client.download(output))
+                    images.setdefault(output.key, []).append(frames[0])
         return [summarize(key, found) for key, found in images.items()]
 
     def environment(self) -> dict[str, Any]:
@@ -342,3 +348,14 @@ class Runner:
 
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
+    title = node_label(prompt, node_id)[1]
+    return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index})"
+
+
+def decode_frames(data: bytes) -> list[Image.Image]:
+    """Every frame of a downloaded image (one for a still image)."""
+    with Image.open(io.BytesIO(data)) as opened:
+        return [frame.copy() for frame in ImageSequence.Iterator(opened)]

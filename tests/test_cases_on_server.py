@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from PIL import Image
 
 from comfytest.runtime import ManagedServer
+
+REPO = Path(__file__).resolve().parent.parent
 
 TXT2IMG = """\
 workflow: workflows/txt2img.json
@@ -410,3 +413,52 @@ def test_xdist_update_writes_each_baseline_once_and_judges_like_serial(
     )
     assert outcomes(serial_verdicts) == outcomes(parallel_verdicts)
     assert sum(line.startswith("FAILED") for line in outcomes(serial_verdicts)) == 2
+
+
+def test_animations_and_text_outputs_go_through_the_same_lifecycle(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    shutil.copy(REPO / "cases/workflows/animation_and_text.json", project / "cases/workflows")
+    cases = project / "cases/anim.yaml"
+    base = (
+        "workflow: workflows/animation_and_text.json\nseed: 5\n"
+        "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\n"
+    )
+    cases.write_text(base + "cases:\n  - id: a\n")
+    run(pytester, comfy, "--comfy-update=missing").stdout.fnmatch_lines(["outputs: 2 created"])
+    assert (project / "baselines/anim/a/6-t0.txt").read_text() == "4"
+    with Image.open(project / "baselines/anim/a/4-0.png") as animation:
+        assert animation.n_frames == 4
+    run(pytester, comfy).assert_outcomes(passed=1)
+
+    cases.write_text(base.replace("seed: 5", "seed: 6") + "cases:\n  - id: a\n")
+    reseeded = run(pytester, comfy)
+    reseeded.assert_outcomes(failed=1)
+    reseeded.stdout.fnmatch_lines(
+        [
+            "a: output 4 (Save Animation #0) differs from its baseline",
+            "  frame 0 of 4; phash distance *",
+        ]
+    )
+
+    cases.write_text(base + "cases:\n  - id: a\n    inputs: {Frames: {amount: 5}}\n")
+    longer = run(pytester, comfy)
+    longer.assert_outcomes(failed=1)
+    longer.stdout.fnmatch_lines(
+        [
+            "a: output 4 (Save Animation #0) differs from its baseline",
+            "  frame count differs: actual 5, baseline 4",
+            "a: output 6 (Frame Count text #0) differs from its baseline",
+            "  text '5' differs from the baseline '4'",
+        ]
+    )
+    run(pytester, comfy, "--comfy-update=changed").stdout.fnmatch_lines(["outputs: 2 updated"])
+    assert (project / "baselines/anim/a/6-t0.txt").read_text() == "5"
+
+    cases.write_text(
+        base + "cases:\n  - id: a\n    inputs: {Frames: {amount: 5}}\n"
+        "    tolerance: {outputs: {'6-t0': {regex: '[0-4]'}}}\n"
+    )
+    regex = run(pytester, comfy)
+    regex.assert_outcomes(failed=1)
+    regex.stdout.fnmatch_lines(["  text '5' does not match /[0-4]/"])
