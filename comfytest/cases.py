@@ -69,6 +69,8 @@ CASE_KEYS = (
     "marks",
     "tolerance",
     "timeout",
+    "repeat",
+    "warmup",
 )
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
@@ -117,6 +119,8 @@ class Case:
     uploads: tuple[Upload, ...] = ()
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     marks: tuple[MarkSpec, ...] = ()
+    repeat: int = 1
+    warmup: int = 0
     recipe: Recipe | None = None
     #: A UI-format workflow, converted at run time (needs /object_info); ``prompt`` is empty.
     ui_workflow: Mapping[str, Any] | None = None
@@ -347,6 +351,12 @@ def _build(
     description, dpath, dline = body.scalars.get("description", ("", path, entry.line))
     if not isinstance(description, str):
         raise CaseError("description must be a string", dpath, dline)
+    counts = {}
+    for key, least in (("repeat", 1), ("warmup", 0)):
+        count, cpath, cline = body.scalars.get(key, (least, path, entry.line))
+        if not isinstance(count, int) or isinstance(count, bool) or count < least:
+            raise CaseError(f"{key}: expected an integer >= {least}, got {count!r}", cpath, cline)
+        counts[key] = count
     return Case(
         name=f"{case_id}[{cell}]" if cell else case_id,
         case_id=case_id,
@@ -363,6 +373,8 @@ def _build(
         uploads=uploads,
         overrides=overrides,
         marks=_marks(body, values),
+        repeat=counts["repeat"],
+        warmup=counts["warmup"],
         recipe=recipe,
         ui_workflow=workflow if ui else None,
     )

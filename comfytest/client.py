@@ -74,12 +74,32 @@ class PromptRun:
     end_ms: int | None = None
     submitted_at: float = 0.0
     finished_at: float = 0.0
+    #: Seconds per executed node, from the client's arrival times of ``executing`` messages.
+    node_seconds: dict[str, float] = field(default_factory=dict)
+    #: (first time, first value, last time, last value) of each node's ``progress`` messages.
+    progress: dict[str, tuple[float, int, float, int]] = field(default_factory=dict)
 
     @property
     def execution_s(self) -> float | None:
+        """Server time from ``execution_start`` to the terminal message."""
         if self.start_ms is None or self.end_ms is None:
             return None
         return (self.end_ms - self.start_ms) / 1000
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """Server time from accepting the prompt to starting it."""
+        if self.create_time_ms is None or self.start_ms is None:
+            return None
+        return max(0.0, (self.start_ms - self.create_time_ms) / 1000)
+
+    def iterations_per_second(self) -> dict[str, float]:
+        """Per node that reported progress (a sampler's steps): iterations per second."""
+        rates = {}
+        for node, (t0, v0, t1, v1) in self.progress.items():
+            if t1 > t0 and v1 > v0:
+                rates[node] = (v1 - v0) / (t1 - t0)
+        return rates
 
 
 class ComfyClient:
@@ -168,6 +188,7 @@ class ComfyClient:
         deadline = time.monotonic() + timeout
         error: dict[str, Any] | None = None
         interrupted: dict[str, Any] | None = None
+        node_started = time.monotonic()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -181,10 +202,21 @@ class ComfyClient:
             kind, data = message
             if data.get("prompt_id") != prompt_id:
                 continue
+            now = time.monotonic()
             if kind == "executing":
+                if run.executed_nodes:
+                    last = run.executed_nodes[-1]
+                    run.node_seconds[last] = now - node_started
                 if data.get("node") is None:
                     break
                 run.executed_nodes.append(str(data["node"]))
+                node_started = now
+            elif kind == "progress":
+                node, value = str(data.get("node")), int(data.get("value", 0))
+                first = run.progress.get(node)
+                run.progress[node] = (
+                    (first[0], first[1], now, value) if first else (now, value, now, value)
+                )
             elif kind == "execution_cached":
                 run.cached_nodes = [str(node) for node in data.get("nodes", [])]
             elif kind == "execution_error":

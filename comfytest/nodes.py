@@ -70,12 +70,17 @@ class CaseItem(pytest.Item):
             noise = {n.key: n.as_dict() for n in runner.noise_floor(self.case, runs)}
             self.user_properties.append(("comfytest_noise", json.dumps(noise)))
             return
-        result = runner.run_case(self.case, self.case_name)
+        settings = self.config.stash[SETTINGS_KEY]
+        result = runner.run_case(
+            self.case,
+            self.case_name,
+            repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
+            warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
+        )
         statuses = {v.key: v.status for v in result.verdicts}
         self.user_properties.append(("comfytest_outputs", json.dumps(statuses)))
-        self.user_properties.append(
-            ("comfytest_timings", json.dumps({k: round(v, 4) for k, v in result.timings.items()}))
-        )
+        self.user_properties.append(("comfytest_timings", json.dumps(result.timings)))
+        self.user_properties.append(("comfytest_server", runner.client().url))
         self.user_properties.append(("comfytest_cached", json.dumps(result.run.cached_nodes)))
         comparisons = {v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison}
         self.user_properties.append(("comfytest_comparisons", json.dumps(comparisons)))

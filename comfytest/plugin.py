@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from comfytest.baselines import (
 )
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem
+from comfytest.records import case_record, run_record
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
 
@@ -84,6 +86,8 @@ class Summary:
         self.deleted = False
         self.environment_changes: dict[str, int] = {}
         self.noise: dict[str, dict[str, Any]] = {}
+        self.cases: list[dict[str, Any]] = []
+        self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -94,6 +98,11 @@ class Summary:
         folder = str(props.get("comfytest_folder", ""))
         if folder:
             self.folders.add(folder)
+        if report.when == "call" and folder:
+            message = str(report.longrepr)[:2000] if report.failed else ""
+            self.cases.append(
+                case_record(report.nodeid, report.outcome, report.duration, props, message)
+            )
         if report.when == "call" and "comfytest_noise" in props:
             for key, spread in json.loads(str(props["comfytest_noise"])).items():
                 self.noise[f"{report.nodeid} {key}"] = spread
@@ -114,6 +123,17 @@ class Summary:
         if self.noise:
             body = json.dumps(self.noise, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "noise_floor.json", body.encode())
+        if self.cases:
+            workers = int(getattr(self.config.option, "numprocesses", 0) or 0)
+            record = run_record(
+                self.cases,
+                started=self.started,
+                results=settings.results,
+                rootdir=self.config.rootpath,
+                workers=workers,
+            )
+            body = json.dumps(record, indent=2, sort_keys=True) + "\n"
+            atomic_write(settings.results / "run.json", body.encode())
         if not self.folders or settings.noise_floor:
             return
         if not self._whole_suite(session, exitstatus) or not settings.baselines.is_dir():

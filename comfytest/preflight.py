@@ -22,7 +22,7 @@ from typing import Any
 from comfytest.errors import ComfytestError
 from comfytest.workflow import SEED_INPUTS, Prompt, is_link, node_label, node_sort_key
 
-__all__ = ["PreflightFailed", "Problem", "check", "output_nodes", "seed_inputs"]
+__all__ = ["PreflightFailed", "Problem", "check", "loader_nodes", "output_nodes", "seed_inputs"]
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "remote")
@@ -119,6 +119,17 @@ def output_nodes(prompt: Prompt, object_info: dict[str, Any]) -> list[str]:
         node_id
         for node_id in sorted(prompt, key=node_sort_key)
         if (object_info.get(prompt[node_id].get("class_type", "")) or {}).get("output_node")
+    ]
+
+
+def loader_nodes(prompt: Prompt, object_info: dict[str, Any]) -> list[str]:
+    """Ids of the nodes that load models (their class's category starts with "loaders")."""
+    return [
+        node_id
+        for node_id in sorted(prompt, key=node_sort_key)
+        if str(
+            (object_info.get(prompt[node_id].get("class_type", "")) or {}).get("category", "")
+        ).startswith("loaders")
     ]
 
 

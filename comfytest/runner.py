@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 import tempfile
 import time
 import uuid
@@ -25,7 +26,14 @@ from comfytest.convert import ui_to_api
 from comfytest.environment import MODEL_FOLDERS, differences, fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
 from comfytest.noise import OutputNoise, summarize
-from comfytest.preflight import PreflightFailed, Problem, check, output_nodes, seed_inputs
+from comfytest.preflight import (
+    PreflightFailed,
+    Problem,
+    check,
+    loader_nodes,
+    output_nodes,
+    seed_inputs,
+)
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 from comfytest.workflow import copy_prompt, node_label, prompt_digest
 
@@ -44,7 +52,7 @@ class CaseResult:
     case_name: str
     run: PromptRun
     verdicts: list[Verdict] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     #: How this server differs from the one the baselines were made on.
     environment_changes: list[str] = field(default_factory=list)
 
@@ -167,11 +175,12 @@ class Runner:
             self._object_info = self.client().object_info()
         return self._object_info
 
-    def prepare(self, case: Case, *, every_node: bool = False) -> dict[str, Any]:
+    def prepare(self, case: Case, *, fresh: str = "outputs") -> dict[str, Any]:
         """The prompt to queue: seeds pinned, files uploaded, and preflight passed.
 
-        Output nodes get a nonce so their files are always written afresh; ``every_node``
-        puts one on every node, so nothing at all comes from ComfyUI's cache."""
+        A nonce makes nodes miss ComfyUI's cache: ``fresh="outputs"`` on output nodes (their
+        files are always written afresh), ``"compute"`` on every node but loaders (each repeat
+        samples again with the models still loaded), ``"all"`` on every node."""
         client = self.client()
         info = self.object_info()
         prompt: dict[str, Any] = copy_prompt(case.prompt)
@@ -203,28 +212,47 @@ class Runner:
         if problems:
             raise PreflightFailed(problems, client.url)
         nonce = uuid.uuid4().hex
-        for node_id in list(prompt) if every_node else output_nodes(prompt, info):
+        targets = {
+            "outputs": output_nodes(prompt, info),
+            "compute": [n for n in prompt if n not in loader_nodes(prompt, info)],
+            "all": list(prompt),
+        }[fresh]
+        for node_id in targets:
             # An input the node does not declare: ignored by the node, but part of its cache
             # key, so the node runs again.
             prompt[node_id]["inputs"][NONCE_INPUT] = nonce
         return prompt
 
-    def run_case(self, case: Case, case_name: str) -> CaseResult:
-        """Run one case and judge each image output against its baseline."""
+    def run_case(
+        self, case: Case, case_name: str, *, repeat: int = 1, warmup: int = 0
+    ) -> CaseResult:
+        """Run one case and judge each output against its baseline.
+
+        With ``warmup`` and ``repeat``, the prompt first runs ``warmup`` times untimed, then
+        ``repeat`` times timed, sampling afresh each time (only loaders may be cached); the
+        last run's outputs are judged."""
         started = time.perf_counter()
         client = self.client()
-        prompt = self.prepare(case)
-        queued = time.perf_counter()
-        run = client.run(prompt, timeout=case.timeout or self.timeout)
-        ran = time.perf_counter()
-        stale = sorted(set(run.cached_nodes) & set(output_nodes(prompt, self.object_info())))
-        if stale:
-            raise ServerError(
-                f"ComfyUI served output node(s) {', '.join(stale)} from its cache: not a fresh "
-                "result, so not judged",
-                client.url,
-                run.prompt_id,
-            )
+        info = self.object_info()
+        fresh = "compute" if repeat > 1 or warmup else "outputs"
+        executions: list[float] = []
+        for attempt in range(warmup + repeat):
+            prompt = self.prepare(case, fresh=fresh)
+            queued = time.perf_counter()
+            run = client.run(prompt, timeout=case.timeout or self.timeout)
+            ran = time.perf_counter()
+            allowed = set(loader_nodes(prompt, info)) if fresh == "compute" else set(prompt)
+            allowed -= set(output_nodes(prompt, info))
+            stale = sorted(set(run.cached_nodes) - allowed)
+            if stale:
+                raise ServerError(
+                    f"ComfyUI served node(s) {', '.join(stale)} from its cache: not a fresh "
+                    "result, so not judged",
+                    client.url,
+                    run.prompt_id,
+                )
+            if attempt >= warmup and run.execution_s is not None:
+                executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
         download_s = compare_s = 0.0
         for output in run.outputs:
@@ -254,15 +282,23 @@ class Runner:
                     case.tolerance.for_output(text.key),
                 )
             )
-        result.timings = {
+        seconds = {
             "prepare_s": queued - started,
             "prompt_s": ran - queued,
+            "queue_wait_s": run.queue_wait_s,
+            "execution_s": run.execution_s,
             "download_s": download_s,
             "compare_s": compare_s,
             "total_s": time.perf_counter() - started,
         }
-        if run.execution_s is not None:
-            result.timings["execution_s"] = run.execution_s
+        result.timings = {
+            **{k: None if v is None else round(v, 4) for k, v in seconds.items()},
+            "cold": any(node in loader_nodes(prompt, info) for node in run.executed_nodes),
+            "nodes_s": {node: round(sec, 4) for node, sec in run.node_seconds.items()},
+            "iterations_per_s": {n: round(r, 2) for n, r in run.iterations_per_second().items()},
+        }
+        if repeat > 1 or warmup:
+            result.timings["repeats"] = spread(executions) | {"warmup": warmup}
         folder = f"{case_name}/{case.folder}"
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
@@ -281,7 +317,7 @@ class Runner:
         client = self.client()
         images: dict[str, list[Image.Image]] = {}
         for _ in range(runs):
-            prompt = self.prepare(case, every_node=True)
+            prompt = self.prepare(case, fresh="all")
             run = client.run(prompt, timeout=case.timeout or self.timeout)
             if run.cached_nodes:
                 raise ServerError(
@@ -359,3 +395,18 @@ def decode_frames(data: bytes) -> list[Image.Image]:
     """Every frame of a downloaded image (one for a still image)."""
     with Image.open(io.BytesIO(data)) as opened:
         return [frame.copy() for frame in ImageSequence.Iterator(opened)]
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """n, median, min, max and interquartile range of repeated timings (seconds)."""
+    if not values:
+        return {"n": 0}
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {
+        "n": len(values),
+        "median_s": round(statistics.median(values), 4),
+        "min_s": round(min(values), 4),
+        "max_s": round(max(values), 4),
+        "iqr_s": round(quartiles[2] - quartiles[0], 4),
+        "runs_s": [round(v, 4) for v in values],
+    }

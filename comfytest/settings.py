@@ -25,6 +25,8 @@ class Settings:
     results: Path
     timeout: float
     noise_floor: int
+    repeat: int | None
+    warmup: int | None
     server_args: tuple[str, ...]
     case_paths: tuple[Path, ...]
 
@@ -61,6 +63,9 @@ class Settings:
         noise_floor = int(config.getoption("comfy_noise_floor") or 0)
         if noise_floor == 1 or noise_floor < 0:
             raise pytest.UsageError("--comfy-noise-floor: give at least 2 runs to compare")
+        repeat, warmup = config.getoption("comfy_repeat"), config.getoption("comfy_warmup")
+        if (repeat is not None and repeat < 1) or (warmup is not None and warmup < 0):
+            raise pytest.UsageError("--comfy-repeat must be >= 1 and --comfy-warmup >= 0")
         home = config.getoption("comfy_home")
         return cls(
             url=str(url).rstrip("/") if url else None,
@@ -73,6 +78,8 @@ class Settings:
             results=root / str(pick("comfy_results") or ".comfytest/results"),
             timeout=timeout,
             noise_floor=noise_floor,
+            repeat=repeat,
+            warmup=warmup,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
         )
@@ -139,6 +146,22 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="run every selected case N times with the cache defeated and report the spread "
         "per output (judges no baselines)",
+    )
+    group.addoption(
+        "--comfy-repeat",
+        dest="comfy_repeat",
+        metavar="N",
+        type=int,
+        default=None,
+        help="timed runs per case, each sampling afresh (overrides the cases' 'repeat')",
+    )
+    group.addoption(
+        "--comfy-warmup",
+        dest="comfy_warmup",
+        metavar="K",
+        type=int,
+        default=None,
+        help="untimed runs before the timed ones (overrides the cases' 'warmup')",
     )
     group.addoption(
         "--comfy-home",

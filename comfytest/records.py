@@ -1,0 +1,72 @@
+"""The results JSON of a run: a header saying where and how it ran, then one entry per case.
+
+Built on the process that is not an xdist worker, from test reports, so a parallel run
+records the same cases as a serial one, labelled with its worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["case_record", "run_record"]
+
+
+def case_record(
+    nodeid: str, outcome: str, duration: float, props: Mapping[str, object], message: str = ""
+) -> dict[str, Any]:
+    """One case as run: outcome, per-output verdicts and numbers, timings, server."""
+
+    def loaded(name: str) -> Any:
+        return json.loads(str(props[name])) if name in props else None
+
+    return {
+        "id": nodeid,
+        "outcome": outcome,
+        "duration_s": round(duration, 4),
+        "server": props.get("comfytest_server"),
+        "outputs": loaded("comfytest_outputs"),
+        "comparisons": loaded("comfytest_comparisons"),
+        "timings": loaded("comfytest_timings"),
+        "cached_nodes": loaded("comfytest_cached"),
+        "environment_changes": loaded("comfytest_environment"),
+        "message": message,
+    }
+
+
+def run_record(
+    cases: list[dict[str, Any]], *, started: float, results: Path, rootdir: Path, workers: int
+) -> dict[str, Any]:
+    """The whole run: a header (environment, commit, workers, servers, version) and cases."""
+    from comfytest import __version__
+
+    try:
+        environment = json.loads((results / "environment.json").read_text())
+    except (OSError, ValueError):
+        environment = None
+    return {
+        "header": {
+            "comfytest_version": __version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "wall_s": round(time.time() - started, 3),
+            "git_commit": _git_commit(rootdir),
+            "xdist_workers": workers,
+            "servers": sorted({str(c["server"]) for c in cases if c.get("server")}),
+            "environment": environment,
+        },
+        "cases": sorted(cases, key=lambda c: str(c["id"])),
+    }
+
+
+def _git_commit(rootdir: Path) -> str | None:
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=rootdir, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() or None if found.returncode == 0 else None

@@ -1,0 +1,60 @@
+"""Timings per case, repeats, and the results JSON of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from comfytest.runner import spread
+from comfytest.runtime import ManagedServer
+
+
+def test_spread_reports_median_min_max_and_iqr() -> None:
+    result = spread([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert result["n"] == 5
+    assert result["median_s"] == 3.0
+    assert (result["min_s"], result["max_s"]) == (1.0, 100.0)
+    assert result["iqr_s"] == pytest.approx(52.0 - 1.5)  # quartiles, "exclusive" method
+    assert spread([])["n"] == 0
+
+
+def test_timings_repeats_and_the_run_record(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/t.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 1\ncases:\n"
+        "  - id: first\n  - id: bench\n    repeat: 3\n    warmup: 1\n"
+        "    inputs: {KSampler: {steps: 8}}\n"
+    )
+    result = pytester.runpytest(
+        "--comfy-url",
+        comfy.url,
+        "--comfy-update=missing",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=2)
+    record = json.loads((project / ".comfytest/results/run.json").read_text())
+    header = record["header"]
+    assert header["servers"] == [comfy.url]
+    assert header["xdist_workers"] == 0
+    assert header["environment"]["comfyui_version"] == "0.3.75"
+    first, bench = sorted(record["cases"], key=lambda c: c["id"].endswith("bench"))
+    assert first["timings"]["cold"] is True, "the first run after /free loads the model"
+    assert bench["timings"]["cold"] is False, "later runs find it loaded"
+    timings = bench["timings"]
+    assert timings["queue_wait_s"] >= 0
+    assert timings["execution_s"] > 0
+    assert set(timings["nodes_s"]) >= {"3", "8", "9"}, "sampler, decode and save were timed"
+    assert timings["iterations_per_s"]["3"] > 0, "sampler speed from progress messages"
+    repeats = timings["repeats"]
+    assert repeats["n"] == 3
+    assert repeats["warmup"] == 1
+    assert repeats["min_s"] <= repeats["median_s"] <= repeats["max_s"]
+    assert all(run > 0 for run in repeats["runs_s"])
+    assert bench["cached_nodes"] == ["4"], "every repeat samples afresh; only the loader is kept"
+    assert first["outputs"] == {"9-0": "created"}
