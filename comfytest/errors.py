@@ -11,7 +11,8 @@ itself as the message a user should read: no traceback is needed to act on it.
     │   └── CaseTimeout        a prompt did not finish in time (it was interrupted)
     ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
     ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
-    └── OutputMismatch         outputs differ from their baselines, or a baseline is missing
+    ├── OutputMismatch         outputs differ from their baselines, or a baseline is missing
+    └── TooSlow                slower than a saved run by more than threshold and spread
 
 Bugs in comfytest itself are never wrapped: they keep their Python traceback.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "PromptRejected",
     "RuntimeSetupError",
     "ServerError",
+    "TooSlow",
     "WorkflowError",
 ]
 
@@ -143,3 +145,7 @@ class OutputMismatch(ComfytestError):
     def __init__(self, lines: Sequence[str]) -> None:
         self.lines = tuple(lines)
         super().__init__("\n".join(self.lines))
+
+
+class TooSlow(ComfytestError):
+    """The case ran slower than the saved run allows (``--comfy-slower-than``)."""

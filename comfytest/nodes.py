@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from comfytest.cases import Case, load_cases
-from comfytest.errors import ComfytestError, OutputMismatch
-from comfytest.runner import Runner
+from comfytest.errors import ComfytestError, OutputMismatch, TooSlow
+from comfytest.runner import CaseResult, Runner
 from comfytest.settings import Settings
+from comfytest.timecompare import SavedRun, compare_timing
 
 __all__ = ["RUNNER_KEY", "SETTINGS_KEY", "CaseFile", "CaseItem", "case_name"]
 
@@ -29,6 +30,28 @@ def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
     if path.is_relative_to(rootdir):
         return path.relative_to(rootdir).with_suffix("").as_posix()
     return path.stem
+
+
+SAVED_RUN_KEY = pytest.StashKey[SavedRun | None]()
+
+
+def saved_run(config: pytest.Config) -> SavedRun | None:
+    """The run to compare timings with, read once per process; None when the worker counts
+    differ (a parallel run is never compared with a serial one)."""
+    if SAVED_RUN_KEY not in config.stash:
+        path = config.stash[SETTINGS_KEY].compare
+        saved = SavedRun.load(path) if path else None
+        if saved is not None and saved.workers != worker_count(config):
+            saved = None
+        config.stash[SAVED_RUN_KEY] = saved
+    return config.stash[SAVED_RUN_KEY]
+
+
+def worker_count(config: pytest.Config) -> int:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return int(workerinput.get("workercount", 0))
+    return int(getattr(config.option, "numprocesses", 0) or 0)
 
 
 class CaseFile(pytest.File):
@@ -77,29 +100,39 @@ class CaseItem(pytest.Item):
             repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
             warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
         )
-        statuses = {v.key: v.status for v in result.verdicts}
-        self.user_properties.append(("comfytest_outputs", json.dumps(statuses)))
-        self.user_properties.append(("comfytest_timings", json.dumps(result.timings)))
-        self.user_properties.append(("comfytest_server", runner.client().url))
-        self.user_properties.append(("comfytest_cached", json.dumps(result.run.cached_nodes)))
-        comparisons = {v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison}
-        self.user_properties.append(("comfytest_comparisons", json.dumps(comparisons)))
-        self.user_properties.append(
-            ("comfytest_environment", json.dumps(result.environment_changes))
-        )
+        self._record(result, runner.client().url)
         if not result.passed:
-            lines = result.failure_lines()
-            if any(v.status in ("missing", "failed") for v in result.verdicts):
-                mode = (
-                    "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
-                )
-                target = shlex.quote(
-                    f"{self.path.relative_to(self.config.rootpath)}::{self.name}"
-                    if self.path.is_relative_to(self.config.rootpath)
-                    else self.nodeid
-                )
-                lines.append(f"  accept it: pytest {target} --comfy-update={mode}")
-            raise OutputMismatch(lines)
+            raise OutputMismatch([*result.failure_lines(), *self._accept_hint(result)])
+        saved = saved_run(self.config)
+        timing = saved and compare_timing(saved, self.nodeid, result.timings, settings.slower_than)
+        if timing:
+            self.user_properties.append(("comfytest_compare", timing.describe()))
+            if timing.slower:
+                raise TooSlow(f"{self.name}: slower than the saved run: {timing.describe()}")
+
+    def _record(self, result: CaseResult, server: str) -> None:
+        """The case's evidence on its report (the xdist controller and JUnit XML see it)."""
+        comparisons = {v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison}
+        for name, value in (
+            ("comfytest_outputs", {v.key: v.status for v in result.verdicts}),
+            ("comfytest_comparisons", comparisons),
+            ("comfytest_timings", result.timings),
+            ("comfytest_cached", result.run.cached_nodes),
+            ("comfytest_environment", result.environment_changes),
+        ):
+            self.user_properties.append((name, json.dumps(value)))
+        self.user_properties.append(("comfytest_server", server))
+
+    def _accept_hint(self, result: CaseResult) -> list[str]:
+        if not any(v.status in ("missing", "failed") for v in result.verdicts):
+            return []
+        mode = "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
+        target = shlex.quote(
+            f"{self.path.relative_to(self.config.rootpath)}::{self.name}"
+            if self.path.is_relative_to(self.config.rootpath)
+            else self.nodeid
+        )
+        return [f"  accept it: pytest {target} --comfy-update={mode}"]
 
     def repr_failure(
         self,

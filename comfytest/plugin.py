@@ -16,7 +16,7 @@ from comfytest.baselines import (
     unused_baselines,
 )
 from comfytest.cases import DEFAULTS_FILE
-from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem
+from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
 from comfytest.records import case_record, run_record
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
@@ -87,6 +87,7 @@ class Summary:
         self.environment_changes: dict[str, int] = {}
         self.noise: dict[str, dict[str, Any]] = {}
         self.cases: list[dict[str, Any]] = []
+        self.compared: dict[str, str] = {}
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -98,6 +99,8 @@ class Summary:
         folder = str(props.get("comfytest_folder", ""))
         if folder:
             self.folders.add(folder)
+        if report.when == "call" and "comfytest_compare" in props:
+            self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
             message = str(report.longrepr)[:2000] if report.failed else ""
             self.cases.append(
@@ -124,7 +127,7 @@ class Summary:
             body = json.dumps(self.noise, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "noise_floor.json", body.encode())
         if self.cases:
-            workers = int(getattr(self.config.option, "numprocesses", 0) or 0)
+            workers = worker_count(self.config)
             record = run_record(
                 self.cases,
                 started=self.started,
@@ -184,6 +187,17 @@ class Summary:
             terminalreporter.write_line(
                 f"  written to {self.config.stash[SETTINGS_KEY].results / 'noise_floor.json'}"
             )
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.compare is not None:
+            if self.compared:
+                terminalreporter.write_line(f"timings against {settings.compare}:")
+                for case, line in sorted(self.compared.items()):
+                    terminalreporter.write_line(f"  {case}: {line}")
+            elif self.cases:
+                terminalreporter.write_line(
+                    f"timings not compared with {settings.compare}: no common timed cases, "
+                    "or it ran with another number of xdist workers"
+                )
         if self.environment_changes:
             terminalreporter.write_line("baselines made in another environment:")
             for change, cases in sorted(self.environment_changes.items()):

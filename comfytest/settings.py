@@ -27,6 +27,8 @@ class Settings:
     noise_floor: int
     repeat: int | None
     warmup: int | None
+    compare: Path | None
+    slower_than: float | None
     server_args: tuple[str, ...]
     case_paths: tuple[Path, ...]
 
@@ -66,6 +68,10 @@ class Settings:
         repeat, warmup = config.getoption("comfy_repeat"), config.getoption("comfy_warmup")
         if (repeat is not None and repeat < 1) or (warmup is not None and warmup < 0):
             raise pytest.UsageError("--comfy-repeat must be >= 1 and --comfy-warmup >= 0")
+        compare = config.getoption("comfy_compare")
+        slower_than = config.getoption("comfy_slower_than")
+        if slower_than is not None and (compare is None or slower_than <= 0):
+            raise pytest.UsageError("--comfy-slower-than needs --comfy-compare and a ratio > 0")
         home = config.getoption("comfy_home")
         return cls(
             url=str(url).rstrip("/") if url else None,
@@ -80,6 +86,8 @@ class Settings:
             noise_floor=noise_floor,
             repeat=repeat,
             warmup=warmup,
+            compare=Path(compare).expanduser().resolve() if compare else None,
+            slower_than=slower_than,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
         )
@@ -162,6 +170,22 @@ def add_options(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         help="untimed runs before the timed ones (overrides the cases' 'warmup')",
+    )
+    group.addoption(
+        "--comfy-compare",
+        dest="comfy_compare",
+        metavar="RUN_JSON",
+        default=None,
+        help="compare timings with a saved .comfytest/results/run.json (ratios per case)",
+    )
+    group.addoption(
+        "--comfy-slower-than",
+        dest="comfy_slower_than",
+        metavar="RATIO",
+        type=float,
+        default=None,
+        help="with --comfy-compare: fail cases slower than RATIO x the saved time by more "
+        "than the measured spread",
     )
     group.addoption(
         "--comfy-home",

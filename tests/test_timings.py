@@ -58,3 +58,43 @@ def test_timings_repeats_and_the_run_record(
     assert all(run > 0 for run in repeats["runs_s"])
     assert bench["cached_nodes"] == ["4"], "every repeat samples afresh; only the loader is kept"
     assert first["outputs"] == {"9-0": "created"}
+
+
+def test_compare_with_a_saved_run(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/t.yaml").write_text(
+        "workflow: workflows/image_pipeline.json\n"
+        "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\n"
+        "cases:\n  - id: p\n    repeat: 3\n"
+    )
+    pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing").assert_outcomes(passed=1)
+    saved = project / "saved.json"
+    saved.write_text((project / ".comfytest/results/run.json").read_text())
+
+    again = pytester.runpytest("--comfy-url", comfy.url, f"--comfy-compare={saved}")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(
+        [f"timings against {saved}:", "  cases/t.yaml::p: * s vs * s saved: *x"]
+    )
+
+    record = json.loads(saved.read_text())
+    record["cases"][0]["timings"]["repeats"].update(median_s=0.0001, iqr_s=0.0)
+    saved.write_text(json.dumps(record))
+    slow = pytester.runpytest(
+        "--comfy-url", comfy.url, f"--comfy-compare={saved}", "--comfy-slower-than=1.5"
+    )
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(
+        ["p: slower than the saved run: * s vs 0.000 s saved: *x, limit 1.5x + * s spread"]
+    )
+
+    parallel = pytester.runpytest_subprocess(
+        "--comfy-url", comfy.url, "-n", "2", f"--comfy-compare={saved}", "--comfy-slower-than=1.5"
+    )
+    parallel.assert_outcomes(passed=1)
+    parallel.stdout.fnmatch_lines(
+        [
+            "timings not compared with *: no common timed cases, or it ran with another number of xdist workers"
+        ]
+    )
