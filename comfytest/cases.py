@@ -21,6 +21,7 @@ Paths are relative to the file that names them.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import itertools
@@ -71,6 +72,7 @@ CASE_KEYS = (
     "timeout",
     "repeat",
     "warmup",
+    "reference",
 )
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
@@ -121,6 +123,8 @@ class Case:
     marks: tuple[MarkSpec, ...] = ()
     repeat: int = 1
     warmup: int = 0
+    #: The sweep cell others are measured against in the sweep report (axis -> value).
+    reference: Mapping[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None
     #: A UI-format workflow, converted at run time (needs /object_info); ``prompt`` is empty.
     ui_workflow: Mapping[str, Any] | None = None
@@ -270,6 +274,17 @@ def _expand(case_id: str, entry: LineMap, body: _Body, path: Path) -> list[Case]
         for row in zip(*[vals for _, vals in zipped_axes], strict=True)
     ] or [[]]
     rows = [[*m, *z] for m in itertools.product(*matrix) for z in zip_rows]
+    reference, rpath, rline = body.scalars.get("reference", ({}, path, entry.line))
+    if reference and (
+        not isinstance(reference, Mapping)
+        or not any(all(dict(row).get(k) == v for k, v in reference.items()) for row in rows)
+    ):
+        raise CaseError(
+            f"reference: {dict(reference) if isinstance(reference, Mapping) else reference!r} "
+            "is not a cell of this sweep",
+            rpath,
+            rline,
+        )
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for row in rows:
@@ -280,7 +295,8 @@ def _expand(case_id: str, entry: LineMap, body: _Body, path: Path) -> list[Case]
             cell = f"{cell}-{seen[cell]}"
         else:
             seen[cell] = 0
-        cases.append(_build(case_id, entry, body, path, values, cell))
+        case = _build(case_id, entry, body, path, values, cell)
+        cases.append(dataclasses.replace(case, reference=dict(reference)))
     return cases
 
 

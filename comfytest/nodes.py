@@ -14,7 +14,7 @@ from comfytest.cases import Case, load_cases
 from comfytest.errors import ComfytestError, OutputMismatch, TooSlow
 from comfytest.runner import CaseResult, Runner
 from comfytest.settings import Settings
-from comfytest.timecompare import SavedRun, compare_timing
+from comfytest.timecompare import SavedRun, compare_timing, execution_seconds
 
 __all__ = ["RUNNER_KEY", "SETTINGS_KEY", "CaseFile", "CaseItem", "case_name"]
 
@@ -64,8 +64,8 @@ class CaseFile(pytest.File):
             cases = load_cases(self.path, root)
         except ComfytestError as exc:
             raise self.CollectError(str(exc)) from None
-        for case in cases:
-            item = CaseItem.from_parent(self, name=case.name, case=case)
+        for index, case in enumerate(cases):
+            item = CaseItem.from_parent(self, name=case.name, case=case, index=index)
             item.user_properties.append(("comfytest_folder", f"{item.case_name}/{case.folder}"))
             for mark in case.marks:
                 item.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
@@ -77,9 +77,10 @@ class CaseFile(pytest.File):
 class CaseItem(pytest.Item):
     """One case: run its prompt on ComfyUI and judge every output against its baseline."""
 
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, index: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.case_index = index
 
     @property
     def case_name(self) -> str:
@@ -122,6 +123,21 @@ class CaseItem(pytest.Item):
         ):
             self.user_properties.append((name, json.dumps(value)))
         self.user_properties.append(("comfytest_server", server))
+        if self.case.cell:
+            timing = execution_seconds(result.timings)
+            sweep = {
+                "case": f"{self.nodeid.split('::')[0]}::{self.case.case_id}",
+                "results": str(
+                    self.config.stash[SETTINGS_KEY].results / self.case_name / self.case.case_id
+                ),
+                "values": dict(self.case.values),
+                "reference": dict(self.case.reference),
+                "seconds": timing[0] if timing else None,
+                "cold": bool(result.timings.get("cold")),
+                "image": str(result.cell_image) if result.cell_image else None,
+                "order": self.case_index,
+            }
+            self.user_properties.append(("comfytest_sweep", json.dumps(sweep)))
 
     def _accept_hint(self, result: CaseResult) -> list[str]:
         if not any(v.status in ("missing", "failed") for v in result.verdicts):

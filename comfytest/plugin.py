@@ -20,6 +20,7 @@ from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker
 from comfytest.records import case_record, run_record
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
+from comfytest.sweep_report import Cell, group_cells, write_report
 
 CASE_SUFFIXES = (".yaml", ".yml")
 
@@ -88,6 +89,8 @@ class Summary:
         self.noise: dict[str, dict[str, Any]] = {}
         self.cases: list[dict[str, Any]] = []
         self.compared: dict[str, str] = {}
+        self.sweeps: list[dict[str, Any]] = []
+        self.reports: list[Path] = []
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -99,6 +102,8 @@ class Summary:
         folder = str(props.get("comfytest_folder", ""))
         if folder:
             self.folders.add(folder)
+        if report.when == "call" and "comfytest_sweep" in props:
+            self.sweeps.append(json.loads(str(props["comfytest_sweep"])))
         if report.when == "call" and "comfytest_compare" in props:
             self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
@@ -126,6 +131,19 @@ class Summary:
         if self.noise:
             body = json.dumps(self.noise, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "noise_floor.json", body.encode())
+        for case, records in group_cells(self.sweeps).items():
+            cells = [
+                Cell(
+                    r["values"],
+                    r["seconds"],
+                    Path(r["image"]) if r["image"] else None,
+                    bool(r.get("cold")),
+                )
+                for r in records
+            ]
+            folder = Path(records[0]["results"]) / "sweep"
+            write_report(folder, case, cells, records[0]["reference"] or None)
+            self.reports.append(folder)
         if self.cases:
             workers = worker_count(self.config)
             record = run_record(
@@ -198,6 +216,8 @@ class Summary:
                     f"timings not compared with {settings.compare}: no common timed cases, "
                     "or it ran with another number of xdist workers"
                 )
+        for folder in self.reports:
+            terminalreporter.write_line(f"sweep report: {folder}/ (grid.png, chart.png, table.md)")
         if self.environment_changes:
             terminalreporter.write_line("baselines made in another environment:")
             for change, cases in sorted(self.environment_changes.items()):

@@ -19,7 +19,14 @@ from typing import Any
 
 from PIL import Image, ImageSequence
 
-from comfytest.baselines import BaselineStore, Verdict, atomic_write, read_manifest, write_manifest
+from comfytest.baselines import (
+    BaselineStore,
+    Verdict,
+    atomic_write,
+    png_bytes,
+    read_manifest,
+    write_manifest,
+)
 from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.convert import ui_to_api
@@ -53,6 +60,8 @@ class CaseResult:
     run: PromptRun
     verdicts: list[Verdict] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
+    #: A sweep cell's first image output, kept for the sweep report.
+    cell_image: Path | None = None
     #: How this server differs from the one the baselines were made on.
     environment_changes: list[str] = field(default_factory=list)
 
@@ -261,15 +270,20 @@ class Runner:
             t0 = time.perf_counter()
             data = client.download(output)
             t1 = time.perf_counter()
+            frames = decode_frames(data)
             result.verdicts.append(
                 self.store.judge(
                     f"{case_name}/{case.folder}",
                     output.key,
                     _label(prompt, output.node_id, output.index),
-                    decode_frames(data),
+                    frames,
                     case.tolerance.for_output(output.key),
                 )
             )
+            if case.cell and result.cell_image is None:
+                # The sweep report shows each cell's first image output.
+                result.cell_image = self.store.results / case_name / case.folder / "cell.png"
+                atomic_write(result.cell_image, png_bytes(frames))
             download_s += t1 - t0
             compare_s += time.perf_counter() - t1
         for text in run.texts:

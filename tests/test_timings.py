@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from comfytest.runner import spread
 from comfytest.runtime import ManagedServer
@@ -98,3 +99,43 @@ def test_compare_with_a_saved_run(
             "timings not compared with *: no common timed cases, or it ran with another number of xdist workers"
         ]
     )
+
+
+def test_sweep_report_grid_chart_and_table(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/s.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 3\ncases:\n  - id: grid\n"
+        "    matrix: {steps: [2, 4, 8], cfg: [2.0, 6.0]}\n    reference: {steps: 8, cfg: 6.0}\n"
+    )
+    result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
+    result.assert_outcomes(passed=6)
+    report = project / ".comfytest/results/s/grid/sweep"
+    result.stdout.fnmatch_lines([f"sweep report: {report}/ (grid.png, chart.png, table.md)"])
+    table = (report / "table.md").read_text().splitlines()
+    assert table[2] == "reference: steps=8, cfg=6.0"
+    rows = [line.split(" | ") for line in table[6:]]
+    assert [(r[0].strip("| "), r[1]) for r in rows] == [
+        ("2", "2.0"),
+        ("2", "6.0"),
+        ("4", "2.0"),
+        ("4", "6.0"),
+        ("8", "2.0"),
+        ("8", "6.0"),
+    ]
+    assert rows[-1][3:] == ["0", "0.0", "inf |"], "the reference is at distance 0"
+    assert int(rows[1][3]) > 0, "2 steps look different from 8"
+    with Image.open(report / "grid.png") as grid:
+        assert grid.width >= 120 + 2 * 128, "2 columns"
+        assert grid.height >= 3 * 128, "3 rows"
+    with Image.open(report / "chart.png") as chart:
+        assert chart.width > 300
+
+
+def test_sweep_reference_must_be_a_cell(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "cases/s.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 3\ncases:\n  - id: grid\n"
+        "    matrix: {steps: [2, 4]}\n    reference: {steps: 5}\n"
+    )
+    result = pytester.runpytest("--comfy-url=http://127.0.0.1:9", "--collect-only")
+    result.stdout.fnmatch_lines(["*s.yaml:6: reference: {'steps': 5} is not a cell of this sweep"])

@@ -1,0 +1,176 @@
+"""The sweep report: what each cell of a matrix cost and how far it is from the reference.
+
+For one swept case, ``write_report`` writes into a folder:
+
+    grid.png    output thumbnails in rows and columns labelled with their values, the
+                execution time under each
+    chart.png   time per cell (bars) and distance to the reference cell (bars), side by side
+    table.md    the same numbers as a Markdown table
+
+The reference cell is the one the case names (``reference: {steps: 20}``), else the most
+expensive one by warm execution time (a run that loaded models is marked cold). Reading down
+the distance column shows where more steps stop changing the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from comfytest.baselines import atomic_write, png_bytes, read_frames
+from comfytest.compare import Tolerance, compare
+
+__all__ = ["Cell", "group_cells", "write_report"]
+
+THUMB = 128
+LABEL = 14
+_FONT = ImageFont.load_default()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One sweep cell as run."""
+
+    values: Mapping[str, Any]
+    seconds: float | None
+    image: Path | None
+    #: The run loaded models, so its time is not comparable with the others.
+    cold: bool = False
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.values.items())
+
+
+def write_report(
+    folder: Path, title: str, cells: Sequence[Cell], reference: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write grid.png, chart.png and table.md for one sweep; return the table's rows."""
+    chosen = _reference(cells, reference)
+    ref_image = _first_frame(chosen.image) if chosen else None
+    rows = []
+    for cell in cells:
+        image = _first_frame(cell.image)
+        distance: dict[str, Any] = {}
+        if image is not None and ref_image is not None:
+            result = compare(image.convert("RGB"), ref_image.convert("RGB"), Tolerance())
+            distance = {
+                "phash": result.phash_distance,
+                "mean_pixel_diff": round(result.mean_pixel_diff, 3),
+                "psnr": None if result.identical else round(result.psnr, 1),
+                "reference": cell is chosen,
+            }
+        rows.append({"values": dict(cell.values), "seconds": cell.seconds, **distance})
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "grid.png", png_bytes(_grid(title, cells)))
+    atomic_write(folder / "chart.png", png_bytes(_chart(title, cells, rows)))
+    atomic_write(folder / "table.md", _table(title, cells, rows, chosen).encode())
+    return {"reference": dict(chosen.values) if chosen else None, "cells": rows}
+
+
+def _reference(cells: Sequence[Cell], wanted: Mapping[str, Any] | None) -> Cell | None:
+    if wanted:
+        for cell in cells:
+            if all(cell.values.get(k) == v for k, v in wanted.items()):
+                return cell
+    timed = [c for c in cells if c.seconds is not None and c.image is not None]
+    warm = [c for c in timed if not c.cold] or timed
+    return max(warm, key=lambda c: c.seconds or 0.0) if warm else None
+
+
+def _first_frame(path: Path | None) -> Image.Image | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return read_frames(path)[0]
+    except OSError:
+        return None
+
+
+def _grid(title: str, cells: Sequence[Cell]) -> Image.Image:
+    axes = list(cells[0].values) if cells else []
+    rows_axis = axes[0] if axes else ""
+    row_values = list(dict.fromkeys(c.values.get(rows_axis) for c in cells))
+    columns = [tuple((a, c.values.get(a)) for a in axes[1:]) for c in cells]
+    column_values = list(dict.fromkeys(columns))
+    left, top = 120, 2 * LABEL + 6
+    width = left + len(column_values) * THUMB
+    height = top + len(row_values) * (THUMB + 2 * LABEL)
+    grid = Image.new("RGB", (max(width, 200), height), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.text((4, 2), title, fill="black", font=_FONT)
+    for j, column in enumerate(column_values):
+        text = ", ".join(f"{a}={v}" for a, v in column) or ""
+        draw.text((left + j * THUMB + 4, LABEL + 2), text[:22], fill="black", font=_FONT)
+    for i, row in enumerate(row_values):
+        y = top + i * (THUMB + 2 * LABEL)
+        draw.text((4, y + THUMB // 2), f"{rows_axis}={row}"[:18], fill="black", font=_FONT)
+        for cell, column in zip(cells, columns, strict=True):
+            if cell.values.get(rows_axis) != row:
+                continue
+            x = left + column_values.index(column) * THUMB
+            image = _first_frame(cell.image)
+            if image is not None:
+                grid.paste(image.convert("RGB").resize((THUMB, THUMB)), (x, y))
+            else:
+                draw.rectangle((x, y, x + THUMB - 1, y + THUMB - 1), outline="red")
+            seconds = "-" if cell.seconds is None else f"{cell.seconds:.3f} s"
+            seconds += " (cold)" if cell.cold else ""
+            draw.text((x + 4, y + THUMB + 1), seconds, fill="black", font=_FONT)
+    return grid
+
+
+def _chart(title: str, cells: Sequence[Cell], rows: Sequence[Mapping[str, Any]]) -> Image.Image:
+    bar, gap, plot_h, margin = 28, 10, 160, 40
+    panel_w = margin + len(cells) * (bar + gap) + gap
+    chart = Image.new("RGB", (2 * panel_w + margin, plot_h + 5 * LABEL + margin), "white")
+    draw = ImageDraw.Draw(chart)
+    draw.text((4, 2), title, fill="black", font=_FONT)
+    series = [
+        ("execution time (s)", [r.get("seconds") for r in rows], (70, 110, 200)),
+        ("pHash distance to reference", [r.get("phash") for r in rows], (200, 100, 60)),
+    ]
+    for panel, (name, values, colour) in enumerate(series):
+        x0, y0 = margin + panel * panel_w, 3 * LABEL + 6
+        draw.text((x0, LABEL + 2), name, fill="black", font=_FONT)
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        peak = max(numbers, default=0) or 1
+        draw.line((x0, y0 + plot_h, x0 + len(cells) * (bar + gap) + gap, y0 + plot_h), fill="black")
+        for k, value in enumerate(values):
+            x = x0 + gap + k * (bar + gap)
+            if isinstance(value, (int, float)):
+                h = int(plot_h * value / peak)
+                draw.rectangle((x, y0 + plot_h - h, x + bar, y0 + plot_h), fill=colour)
+                shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+                draw.text((x, y0 + plot_h - h - LABEL), shown, fill="black", font=_FONT)
+            draw.text((x + 2, y0 + plot_h + 2), str(k + 1), fill="black", font=_FONT)
+    legend = "  ".join(f"{k + 1}: {c.label()}" for k, c in enumerate(cells))
+    draw.text((4, plot_h + 4 * LABEL + 10), legend[:200], fill="black", font=_FONT)
+    return chart
+
+
+def _table(
+    title: str, cells: Sequence[Cell], rows: Sequence[Mapping[str, Any]], chosen: Cell | None
+) -> str:
+    axes = list(cells[0].values) if cells else []
+    head = [*axes, "time (s)", "pHash to ref", "mean diff to ref", "PSNR to ref (dB)"]
+    lines = [f"# {title}", "", f"reference: {chosen.label() if chosen else 'none'}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, row in zip(cells, rows, strict=True):
+        seconds = "-" if cell.seconds is None else f"{cell.seconds:.3f}"
+        seconds += " (cold: loaded models)" if cell.cold else ""
+        psnr = "inf" if row.get("psnr") is None and "phash" in row else row.get("psnr", "-")
+        numbers = [seconds, row.get("phash", "-"), row.get("mean_pixel_diff", "-"), psnr]
+        lines.append("| " + " | ".join(str(v) for v in [*cell.values.values(), *numbers]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def group_cells(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Sweep records grouped by case, each group in collection order."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for record in sorted(records, key=lambda r: int(r.get("order", 0))):
+        groups.setdefault(str(record["case"]), []).append(record)
+    return groups
