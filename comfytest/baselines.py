@@ -192,9 +192,9 @@ class BaselineStore:
         return paths[0]
 
 
-def read_frames(path: Path) -> list[Image.Image]:
-    """Every frame of an image file (one for a still image), decoded."""
-    with Image.open(path) as opened:
+def read_frames(source: Path | bytes) -> list[Image.Image]:
+    """Every frame of an image file or download (one for a still image), decoded."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
         return [frame.copy() for frame in ImageSequence.Iterator(opened)]
 
 

@@ -22,7 +22,6 @@ Paths are relative to the file that names them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import itertools
 import re
@@ -38,6 +37,7 @@ from comfytest.errors import CaseError, WorkflowError
 from comfytest.recipe import Axis, Recipe, Setting, Upload
 from comfytest.workflow import (
     Prompt,
+    did_you_mean,
     load_workflow,
 )
 
@@ -249,7 +249,7 @@ def _extends_chain(case_id: str, by_id: dict[str, LineMap], path: Path) -> list[
         line = chain[0].line_of("extends")
         if not isinstance(parent, str) or parent not in by_id:
             raise CaseError(
-                f"extends: no case {parent!r} in this file{_suggest(str(parent), by_id)}",
+                f"extends: no case {parent!r} in this file{did_you_mean(str(parent), by_id, n=1)}",
                 path,
                 line,
             )
@@ -563,11 +563,5 @@ def _marks(body: _Body, values: Mapping[str, Any]) -> tuple[MarkSpec, ...]:
 def _check_keys(mapping: LineMap, allowed: tuple[str, ...], path: Path, what: str) -> None:
     for key in mapping:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(allowed)})"
+            hint = did_you_mean(str(key), allowed, n=1) or f" (known: {', '.join(allowed)})"
             raise CaseError(f"unknown {what} key {key!r}{hint}", path, mapping.line_of(key))
-
-
-def _suggest(name: str, choices: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""

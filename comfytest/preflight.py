@@ -15,12 +15,18 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
 from comfytest.errors import ComfytestError
-from comfytest.workflow import SEED_INPUTS, Prompt, is_link, node_label, node_sort_key
+from comfytest.workflow import (
+    SEED_INPUTS,
+    Prompt,
+    did_you_mean,
+    is_link,
+    node_label,
+    node_sort_key,
+)
 
 __all__ = ["PreflightFailed", "Problem", "check", "loader_nodes", "output_nodes", "seed_inputs"]
 
@@ -67,7 +73,7 @@ def check(prompt: Prompt, object_info: dict[str, Any]) -> list[Problem]:
 
         spec = object_info.get(class_type)
         if not spec:
-            hint = _suggest(class_type, object_info)
+            hint = did_you_mean(class_type, object_info, n=2, cutoff=0.6)
             problem(
                 "missing_node",
                 f"node class {class_type!r} is not installed on this server "
@@ -159,7 +165,7 @@ def _value_problems(
         if _is_model(value, choices):
             listed = f"{len(choices)} files: {_short(choices)}" if choices else "it has none"
             return [("missing_model", f"{name} {value!r} is not on this server ({listed})")]
-        hint = _suggest(str(value), [str(c) for c in choices])
+        hint = did_you_mean(str(value), choices, n=2, cutoff=0.6)
         return [("invalid_value", f"{name} {value!r} is not one of {_short(choices)}{hint}")]
     if input_type in ("INT", "FLOAT"):
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -222,8 +228,3 @@ def _type_name(input_type: Any) -> str:
 def _short(choices: list[Any], limit: int = 8) -> str:
     shown = ", ".join(repr(c) for c in choices[:limit])
     return f"[{shown}{', ...' if len(choices) > limit else ''}]"
-
-
-def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -6,7 +6,6 @@ and closes it at the end; the server is started lazily, on the first case that r
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 import tempfile
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageSequence
+from PIL import Image
 
 from comfytest.baselines import (
     BaselineStore,
     Verdict,
     atomic_write,
     png_bytes,
+    read_frames,
     read_manifest,
     write_manifest,
 )
@@ -270,7 +270,7 @@ class Runner:
             t0 = time.perf_counter()
             data = client.download(output)
             t1 = time.perf_counter()
-            frames = decode_frames(data)
+            frames = read_frames(data)
             result.verdicts.append(
                 self.store.judge(
                     f"{case_name}/{case.folder}",
@@ -342,7 +342,7 @@ class Runner:
                 )
             for output in run.outputs:
                 if output.filename.lower().endswith(IMAGE_SUFFIXES):
-                    frames = decode_frames(client.download(output))
+                    frames = read_frames(client.download(output))
                     images.setdefault(output.key, []).append(frames[0])
         return [summarize(key, found) for key, found in images.items()]
 
@@ -403,12 +403,6 @@ def _relative(path: Path, root: Path) -> str:
 def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
     title = node_label(prompt, node_id)[1]
     return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index})"
-
-
-def decode_frames(data: bytes) -> list[Image.Image]:
-    """Every frame of a downloaded image (one for a still image)."""
-    with Image.open(io.BytesIO(data)) as opened:
-        return [frame.copy() for frame in ImageSequence.Iterator(opened)]
 
 
 def spread(values: list[float]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ __all__ = [
     "OverrideError",
     "Prompt",
     "copy_prompt",
+    "did_you_mean",
     "find_node",
     "is_link",
     "load_workflow",
@@ -116,7 +117,7 @@ def find_node(prompt: Prompt, ref: str) -> str:
         )
     names = list(prompt) + [node_label(prompt, nid)[1] for nid in prompt]
     names += [prompt[nid]["class_type"] for nid in prompt]
-    raise OverrideError(f"no node {ref!r} in the workflow{_suggest(ref, names)}")
+    raise OverrideError(f"no node {ref!r} in the workflow{did_you_mean(ref, names)}")
 
 
 def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
@@ -125,7 +126,7 @@ def set_input(prompt: Prompt, node_id: str, name: str, value: Any) -> None:
     title = node_label(prompt, node_id)[1]
     if name not in inputs:
         raise OverrideError(
-            f"node {node_id} ({title}) has no input {name!r}{_suggest(name, inputs)}"
+            f"node {node_id} ({title}) has no input {name!r}{did_you_mean(name, inputs)}"
         )
     if is_link(inputs[name]):
         source = inputs[name][0]
@@ -170,7 +171,7 @@ def resolve_axis(prompt: Prompt, key: str, value: Any) -> list[tuple[str, str, A
         raise OverrideError(_ambiguous(prompt, sorted(holders, key=node_sort_key), name))
     known = {n for node in prompt.values() for n in node.get("inputs", {})}
     known = (known | set(INPUT_ALIASES) | set(SPECIAL_AXES)) - {key, name}
-    raise OverrideError(f"no node has an input {name!r}{_suggest(key, known)}")
+    raise OverrideError(f"no node has an input {name!r}{did_you_mean(key, known)}")
 
 
 def _holders(prompt: Prompt, name: str) -> set[str]:
@@ -251,6 +252,8 @@ def is_link(value: Any) -> bool:
     )
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(dict.fromkeys(choices)), n=3, cutoff=0.5)
+def did_you_mean(name: str, choices: Iterable[object], n: int = 3, cutoff: float = 0.5) -> str:
+    """``"; did you mean 'a' or 'b'?"`` with the nearest choices, or "" when none is near."""
+    names = list(dict.fromkeys(str(choice) for choice in choices))
+    close = difflib.get_close_matches(name, names, n=n, cutoff=cutoff)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
