@@ -160,7 +160,10 @@ class ComfyClient:
             "POST",
             "/upload/image",
             files={"image": (name, data, "application/octet-stream")},
-            data={"subfolder": subfolder, "type": "input", "overwrite": "true"},
+            # No overwrite: the name carries the content digest, and ComfyUI answers an
+            # identical file with its existing name. Overwriting could truncate the file while
+            # another worker's prompt reads it (xdist workers share a server).
+            data={"subfolder": subfolder, "type": "input"},
         )
         body = response.json()
         stored = f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]

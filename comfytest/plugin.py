@@ -190,7 +190,10 @@ class Summary:
             terminalreporter.write_line(server_line)
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")
-            parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
+            # In an update run a passing output is an unchanged baseline: say so.
+            unchanged = self.config.stash[SETTINGS_KEY].update != "none"
+            names = {"passed": "unchanged"} if unchanged else {}
+            parts = [f"{self.counts[k]} {names.get(k, k)}" for k in order if self.counts.get(k)]
             terminalreporter.write_line("outputs: " + ", ".join(parts))
         if self.noise:
             terminalreporter.write_line("noise floor (each run against the first):")

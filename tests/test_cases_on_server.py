@@ -102,6 +102,8 @@ def test_lifecycle_of_a_txt2img_case(
     assert not actual.exists(), "evidence of the fixed failure is gone"
 
     run(pytester, comfy).assert_outcomes(passed=1)
+    unchanged = run(pytester, comfy, "--comfy-update=changed")
+    unchanged.stdout.fnmatch_lines(["outputs: 1 unchanged"])
 
 
 def test_upload_pipeline_and_two_outputs_also_under_xdist(
