@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from websockets.exceptions import WebSocketException
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from comfytest.errors import CaseTimeout, ExecutionFailed, NodeProblem, PromptRejected, ServerError
@@ -254,8 +255,11 @@ class ComfyClient:
     # -- internals -------------------------------------------------------------------------
 
     def _websocket(self) -> ClientConnection:
-        if self._ws is not None:
+        if self._ws is not None and self._ws.state is State.OPEN:
             return self._ws
+        # Closed since the last prompt (a restarted server, say): close ours before opening a
+        # new one with the same clientId (COMFYUI_API.md §2.1, the duplicate-clientId pitfall).
+        self._drop_websocket()
         ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         stack = contextlib.ExitStack()
         try:

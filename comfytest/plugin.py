@@ -16,6 +16,7 @@ from comfytest.baselines import (
     unused_baselines,
 )
 from comfytest.cases import DEFAULTS_FILE
+from comfytest.errors import ServerError
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
 from comfytest.records import case_record, run_record
 from comfytest.runner import Runner
@@ -50,6 +51,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     runner = config.stash.get(RUNNER_KEY, None)
     if runner is not None:
         runner.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """A server given by URL that does not answer is one usage error, not a failure per case."""
+    runner = session.config.stash.get(RUNNER_KEY, None)
+    if runner is None or runner.launches or session.config.option.collectonly:
+        return
+    controller = bool(getattr(session.config.option, "numprocesses", None))
+    if controller or any(isinstance(item, CaseItem) for item in session.items):
+        try:
+            runner.client()
+        except ServerError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:

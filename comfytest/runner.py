@@ -169,7 +169,7 @@ class Runner:
                 client.free()
             except ServerError as exc:
                 client.close()
-                raise ServerError(f"ComfyUI is not reachable: {exc}") from None
+                raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
         except (RuntimeSetupError, ServerError) as exc:
             self._setup_error = exc
             raise

@@ -244,13 +244,6 @@ def test_cases_without_a_server_is_a_usage_error(pytester: pytest.Pytester, proj
     )
 
 
-def test_unreachable_server_fails_naming_the_url(pytester: pytest.Pytester, project: Path) -> None:
-    (project / "cases/t.yaml").write_text(TXT2IMG)
-    result = pytester.runpytest("--comfy-url", "http://127.0.0.1:9", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ComfyUI is not reachable*http://127.0.0.1:9*"])
-
-
 def test_outputs_dropped_by_validation_fail_the_case(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:

@@ -110,6 +110,7 @@ def start_server(
     run_dir: Path,
     *,
     extra_args: Sequence[str] = (),
+    port: int | None = None,
     detached: bool = False,
     ready_timeout: float = READY_TIMEOUT,
     log: Log = stderr_log,
@@ -117,8 +118,8 @@ def start_server(
     """Start ComfyUI and wait until it answers. Tied to this process unless ``detached``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     last_error = ""
-    for _attempt in range(3):
-        port = free_port()
+    for _attempt in range(1 if port else 3):
+        chosen = port or free_port()  # a busy free port (a race) is retried with another
         log_path = run_dir / "comfyui.log"
         handle = log_path.open("ab")
         command = [
@@ -127,7 +128,7 @@ def start_server(
             "--detached" if detached else "--watch-stdin",
             str(runtime.comfyui_dir),
             "--",
-            *server_arguments(runtime, run_dir, port),
+            *server_arguments(runtime, run_dir, chosen),
             *extra_args,
         ]
         process = subprocess.Popen(
@@ -138,7 +139,8 @@ def start_server(
             cwd=runtime.comfyui_dir,
             start_new_session=True,
         )
-        server = ManagedServer(process, f"http://127.0.0.1:{port}", port, run_dir, log_path, handle)
+        url = f"http://127.0.0.1:{chosen}"
+        server = ManagedServer(process, url, chosen, run_dir, log_path, handle)
         started = time.monotonic()
         try:
             _wait_ready(server, ready_timeout)
