@@ -34,7 +34,7 @@ from comfytest._yaml import LineMap, load_yaml
 from comfytest.compare import HASHES, Tolerance
 from comfytest.convert import is_ui_workflow
 from comfytest.errors import CaseError, WorkflowError
-from comfytest.recipe import Axis, Recipe, Setting, Upload
+from comfytest.recipe import Axis, Recipe, Setting, Upload, confined
 from comfytest.workflow import (
     Prompt,
     did_you_mean,
@@ -176,10 +176,11 @@ class _Body:
                 self.scalars[key] = (value, path, line)
 
 
-def load_cases(path: Path, root: Path | None = None) -> list[Case]:
+def load_cases(path: Path, root: Path | None = None, within: Path | None = None) -> list[Case]:
     """Parse a case file into Cases (sweeps expanded); raise CaseError at the first mistake.
 
-    ``root`` is the case folder whose ``_defaults.yaml`` files apply, down to ``path``.
+    ``root`` is the case folder whose ``_defaults.yaml`` files apply, down to ``path``;
+    ``within``, when given, is the folder every workflow and uploaded file must lie in.
     """
     data = load_yaml(path)
     if data is None:
@@ -225,7 +226,7 @@ def load_cases(path: Path, root: Path | None = None) -> list[Case]:
         body = shared.copy()
         for ancestor in _extends_chain(case_id, by_id, path):
             body.layer(ancestor, path)
-        cases += _expand(case_id, entry, body, path)
+        cases += _expand(case_id, entry, body, path, within)
     return cases
 
 
@@ -261,11 +262,13 @@ def _extends_chain(case_id: str, by_id: dict[str, LineMap], path: Path) -> list[
     return chain
 
 
-def _expand(case_id: str, entry: LineMap, body: _Body, path: Path) -> list[Case]:
+def _expand(
+    case_id: str, entry: LineMap, body: _Body, path: Path, within: Path | None = None
+) -> list[Case]:
     """One Case, or one per sweep cell, in document order (last axis varies fastest)."""
     axes = _axes(body)
     if not axes:
-        return [_build(case_id, entry, body, path, {}, "")]
+        return [_build(case_id, entry, body, path, {}, "", within)]
     names = [name for name, _, _ in axes]
     matrix = [[(name, v) for v in vals] for name, vals, zipped in axes if not zipped]
     zipped_axes = [(name, vals) for name, vals, zipped in axes if zipped]
@@ -295,7 +298,7 @@ def _expand(case_id: str, entry: LineMap, body: _Body, path: Path) -> list[Case]
             cell = f"{cell}-{seen[cell]}"
         else:
             seen[cell] = 0
-        case = _build(case_id, entry, body, path, values, cell)
+        case = _build(case_id, entry, body, path, values, cell, within)
         cases.append(dataclasses.replace(case, reference=dict(reference)))
     return cases
 
@@ -325,11 +328,18 @@ def _axes(body: _Body) -> list[tuple[str, list[Any], bool]]:
 
 
 def _build(
-    case_id: str, entry: LineMap, body: _Body, path: Path, values: dict[str, Any], cell: str
+    case_id: str,
+    entry: LineMap,
+    body: _Body,
+    path: Path,
+    values: dict[str, Any],
+    cell: str,
+    within: Path | None = None,
 ) -> Case:
     workflow_path, wpath, wline = body.scalars.get("workflow", (None, path, entry.line))
     if workflow_path is None:
         raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
+    confined(workflow_path, within, "workflow", wpath, wline)
     try:
         workflow = _load_workflow_cached(workflow_path)
     except WorkflowError as exc:
@@ -352,7 +362,7 @@ def _build(
             alias if alias else (axis, *_axis_origin(body, axis, (path, entry.line)))
         )
         axes.append(Axis(axis, target, value, apath, aline))
-    recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed)
+    recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed, within)
 
     ui = is_ui_workflow(workflow)
     prompt, uploads, overrides = ({}, (), {}) if ui else recipe.apply(workflow)

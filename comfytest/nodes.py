@@ -61,7 +61,8 @@ class CaseFile(pytest.File):
         settings = self.config.stash[SETTINGS_KEY]
         root = next((r for r in settings.case_paths if self.path.is_relative_to(r)), None)
         try:
-            cases = load_cases(self.path, root)
+            within = None if settings.allow_outside else self.config.rootpath
+            cases = load_cases(self.path, root, within)
         except ComfytestError as exc:
             raise self.CollectError(str(exc)) from None
         for index, case in enumerate(cases):

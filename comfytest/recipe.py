@@ -24,7 +24,7 @@ from comfytest.workflow import (
     set_input,
 )
 
-__all__ = ["Axis", "Recipe", "Setting", "Upload"]
+__all__ = ["Axis", "Recipe", "Setting", "Upload", "confined"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Recipe:
     settings: tuple[Setting, ...] = ()
     axes: tuple[Axis, ...] = ()
     seed: int | None = None
+    #: Files named by overrides must lie in this folder (the project), when set.
+    within: Path | None = None
 
     def apply(
         self, workflow: Prompt
@@ -82,7 +84,7 @@ class Recipe:
         uploads: dict[tuple[str, str], Upload] = {}
 
         def put(node_id: str, name: str, value: Any, where: Path, line: int) -> None:
-            value = check_value(value, where, line, name)
+            value = check_value(value, where, line, name, self.within)
             try:
                 if isinstance(value, Upload):
                     set_input(prompt, node_id, name, value.path.name)
@@ -123,13 +125,27 @@ class Recipe:
         return prompt, tuple(uploads.values()), overrides
 
 
-def check_value(value: Any, path: Path, line: int, name: Any) -> Any:
+def confined(target: Path, within: Path | None, what: str, where: Path, line: int) -> Path:
+    """``target``, unless it lies outside ``within`` (the project), which is a CaseError."""
+    if within is not None and not target.is_relative_to(within):
+        raise CaseError(
+            f"{what} {target} is outside the project {within}; "
+            "pass --comfy-allow-outside to allow it",
+            where,
+            line,
+        )
+    return target
+
+
+def check_value(value: Any, path: Path, line: int, name: Any, within: Path | None = None) -> Any:
     if isinstance(value, LineMap):
         if set(value) != {"file"} or not isinstance(value["file"], str):
             raise CaseError(
                 f"{name}: a mapping value must be {{file: <path>}} (a file to upload)", path, line
             )
-        local = (path.parent / value["file"]).resolve()
+        local = confined(
+            (path.parent / value["file"]).resolve(), within, f"{name}: file", path, line
+        )
         if not local.is_file():
             raise CaseError(f"{name}: file to upload not found: {local}", path, line)
         return Upload("", str(name), local)

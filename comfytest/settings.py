@@ -27,6 +27,7 @@ class Settings:
     noise_floor: int
     repeat: int | None
     warmup: int | None
+    allow_outside: bool
     compare: Path | None
     slower_than: float | None
     server_args: tuple[str, ...]
@@ -86,6 +87,9 @@ class Settings:
             noise_floor=noise_floor,
             repeat=repeat,
             warmup=warmup,
+            allow_outside=bool(
+                config.getoption("comfy_allow_outside") or config.getini("comfy_allow_outside")
+            ),
             compare=Path(compare).expanduser().resolve() if compare else None,
             slower_than=slower_than,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
@@ -172,6 +176,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="untimed runs before the timed ones (overrides the cases' 'warmup')",
     )
     group.addoption(
+        "--comfy-allow-outside",
+        dest="comfy_allow_outside",
+        action="store_true",
+        default=False,
+        help="let cases name workflows and files outside the project (rootdir)",
+    )
+    group.addoption(
         "--comfy-compare",
         dest="comfy_compare",
         metavar="RUN_JSON",
@@ -212,6 +223,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("comfy_url", "default for --comfy-url", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")
+    parser.addini(
+        "comfy_allow_outside", "default for --comfy-allow-outside", type="bool", default=False
+    )
     parser.addini("comfy_keep", "default for --comfy-keep", default="")
     parser.addini("comfy_baselines", "default for --comfy-baselines", default="")
     parser.addini("comfy_results", "default for --comfy-results", default="")

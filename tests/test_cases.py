@@ -382,3 +382,25 @@ def test_tolerance_keys_and_per_output_overrides(case_dir: Path) -> None:
     error = error_of(path)
     assert error.line == 8
     assert "unknown tolerance key 'max_pixel_dif'; did you mean 'max_pixel_diff'?" in str(error)
+
+
+def test_paths_outside_the_project_are_refused_unless_allowed(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "cases").mkdir(parents=True)
+    (tmp_path / "wf.json").write_text(json.dumps(WORKFLOW))
+    (tmp_path / "secret.png").write_bytes(b"x")
+    path = project / "cases" / "c.yaml"
+    path.write_text("workflow: ../../wf.json\nseed: 1\ncases:\n  - id: a\n")
+    with pytest.raises(CaseError) as excinfo:
+        load_cases(path, within=project)
+    assert excinfo.value.line == 1
+    assert f"workflow {tmp_path / 'wf.json'} is outside the project {project}" in str(excinfo.value)
+    assert load_cases(path)[0].workflow_path == tmp_path / "wf.json", "allowed without a bound"
+
+    (project / "wf.json").write_text(json.dumps(WORKFLOW))
+    path.write_text(
+        "workflow: ../wf.json\nseed: 1\ncases:\n  - id: a\n"
+        "    inputs: {4: {ckpt_name: {file: ../../secret.png}}}\n"
+    )
+    with pytest.raises(CaseError, match=r"ckpt_name: file .*secret\.png is outside the project"):
+        load_cases(path, within=project)

@@ -62,3 +62,19 @@ def test_unreachable_server_is_one_usage_error(pytester: pytest.Pytester, projec
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: ComfyUI is not reachable at http://127.0.0.1:9*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_cli_flag_allows_paths_outside_the_project(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    outside = project.parent / f"{project.name}-outside.json"
+    outside.write_text((REPO / "cases/workflows/txt2img.json").read_text())
+    (project / "cases/t.yaml").write_text(
+        f"workflow: ../../{outside.name}\nseed: 1\ncases:\n  - id: a\n"
+    )
+    refused = pytester.runpytest("--comfy-url=http://127.0.0.1:9", "--collect-only")
+    refused.stdout.fnmatch_lines([f"*t.yaml:1: workflow {outside} is outside the project*"])
+    allowed = pytester.runpytest(
+        "--comfy-url=http://127.0.0.1:9", "--collect-only", "--comfy-allow-outside"
+    )
+    allowed.stdout.fnmatch_lines(["*1 test collected*"])
