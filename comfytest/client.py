@@ -200,7 +200,15 @@ class ComfyClient:
                 node = run.executed_nodes[-1] if run.executed_nodes else None
                 where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
                 raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
-            message = self._receive(ws, remaining, prompt_id)
+            try:
+                message = self._receive(ws, remaining, prompt_id)
+            except _Dropped:
+                # Reconnect first (a fresh socket, the old one closed), then ask /history:
+                # a prompt that ended while we were away is there; else we hear its end.
+                ws = self._websocket()
+                if self._get_json(f"/history/{prompt_id}").get(prompt_id):
+                    break
+                continue
             if message is None:
                 continue
             kind, data = message
@@ -230,6 +238,12 @@ class ComfyClient:
                 interrupted = data
         run.finished_at = time.monotonic()
         entry = self._get_json(f"/history/{prompt_id}").get(prompt_id)
+        for kind, data in (entry or {}).get("status", {}).get("messages", []):
+            # The same terminal messages, in case the WebSocket dropped before they came.
+            if kind == "execution_error" and error is None:
+                error = data
+            elif kind == "execution_interrupted" and interrupted is None:
+                interrupted = data
         if error is not None:
             node_id = str(error.get("node_id"))
             class_type, title = node_label(prompt, node_id)
@@ -291,7 +305,7 @@ class ComfyClient:
             return None
         except WebSocketException as exc:
             self._drop_websocket()
-            raise ServerError(f"the WebSocket closed: {exc}", self.url, prompt_id) from None
+            raise _Dropped(f"the WebSocket closed: {exc}", self.url, prompt_id) from None
         if isinstance(frame, bytes):
             return None
         message = json.loads(frame)
@@ -325,6 +339,10 @@ class ComfyClient:
                 f"{method} {path} answered HTTP {response.status_code}: {detail}", self.url
             )
         return response
+
+
+class _Dropped(ServerError):
+    """The WebSocket closed under us; the prompt may still be running."""
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:
