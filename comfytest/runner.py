@@ -223,7 +223,7 @@ class Runner:
         nonce = uuid.uuid4().hex
         targets = {
             "outputs": output_nodes(prompt, info),
-            "compute": [n for n in prompt if n not in loader_nodes(prompt, info)],
+            "compute": sorted(set(prompt) - set(loader_nodes(prompt, info))),
             "all": list(prompt),
         }[fresh]
         for node_id in targets:
@@ -307,7 +307,7 @@ class Runner:
         }
         result.timings = {
             **{k: None if v is None else round(v, 4) for k, v in seconds.items()},
-            "cold": any(node in loader_nodes(prompt, info) for node in run.executed_nodes),
+            "cold": bool(set(loader_nodes(prompt, info)) & set(run.executed_nodes)),
             "nodes_s": {node: round(sec, 4) for node, sec in run.node_seconds.items()},
             "iterations_per_s": {n: round(r, 2) for n, r in run.iterations_per_second().items()},
         }
