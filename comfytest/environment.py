@@ -18,9 +18,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["MODEL_FOLDERS", "differences", "fingerprint"]
+if TYPE_CHECKING:
+    from comfytest.client import ComfyClient
+    from comfytest.runtime import Runtime
+
+__all__ = ["MODEL_FOLDERS", "differences", "fingerprint", "server_fingerprint"]
 
 #: Model folders listed in a fingerprint (others are rarely used by tests and cost requests).
 MODEL_FOLDERS = (
@@ -34,6 +38,24 @@ MODEL_FOLDERS = (
     "clip_vision",
     "embeddings",
 )
+
+
+def server_fingerprint(
+    client: ComfyClient,
+    runtime: Runtime | None = None,
+    object_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fingerprint of the server behind ``client``; ``runtime`` when it is a managed one
+    (its model files are local, so their sizes are known)."""
+    models = {folder: client.models(folder) for folder in MODEL_FOLDERS}
+    name = f"{runtime.name} (ComfyUI {runtime.info.get('comfyui_version')})" if runtime else None
+    return fingerprint(
+        client.system_stats(),
+        object_info if object_info is not None else client.object_info(),
+        models,
+        runtime.comfyui_dir / "models" if runtime else None,
+        runtime=name,
+    )
 
 
 def fingerprint(

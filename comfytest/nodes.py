@@ -118,12 +118,15 @@ class CaseItem(pytest.Item):
         for name, value in (
             ("comfytest_outputs", {v.key: v.status for v in result.verdicts}),
             ("comfytest_comparisons", comparisons),
+            ("comfytest_evidence", {v.key: v.evidence() for v in result.verdicts}),
             ("comfytest_timings", result.timings),
             ("comfytest_cached", result.run.cached_nodes),
             ("comfytest_environment", result.environment_changes),
         ):
             self.user_properties.append((name, json.dumps(value)))
         self.user_properties.append(("comfytest_server", server))
+        if self.case.description:
+            self.user_properties.append(("comfytest_description", self.case.description))
         if self.case.cell:
             timing = execution_seconds(result.timings)
             sweep = {

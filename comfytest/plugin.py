@@ -19,6 +19,7 @@ from comfytest.cases import DEFAULTS_FILE
 from comfytest.errors import ServerError
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
 from comfytest.records import case_record, run_record
+from comfytest.report import write_html_report
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
 from comfytest.sweep_report import Cell, group_cells, write_report
@@ -105,7 +106,7 @@ class Summary:
         self.cases: list[dict[str, Any]] = []
         self.compared: dict[str, str] = {}
         self.sweeps: list[dict[str, Any]] = []
-        self.reports: list[Path] = []
+        self.reports: list[tuple[str, Path]] = []
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -158,7 +159,7 @@ class Summary:
             ]
             folder = Path(records[0]["results"]) / "sweep"
             write_report(folder, case, cells, records[0]["reference"] or None)
-            self.reports.append(folder)
+            self.reports.append((case, folder))
         if self.cases:
             workers = worker_count(self.config)
             record = run_record(
@@ -167,9 +168,14 @@ class Summary:
                 results=settings.results,
                 rootdir=self.config.rootpath,
                 workers=workers,
+                baselines=settings.baselines,
+                sweeps=[{"case": case, "folder": str(folder)} for case, folder in self.reports],
+                update=settings.update,
             )
             body = json.dumps(record, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "run.json", body.encode())
+            if settings.report is not None:
+                write_html_report(record, settings.results, settings.report)
         if not self.folders or settings.noise_floor:
             return
         if not self._whole_suite(session, exitstatus) or not settings.baselines.is_dir():
@@ -234,7 +240,7 @@ class Summary:
                     f"timings not compared with {settings.compare}: no common timed cases, "
                     "or it ran with another number of xdist workers"
                 )
-        for folder in self.reports:
+        for _, folder in self.reports:
             terminalreporter.write_line(f"sweep report: {folder}/ (grid.png, chart.png, table.md)")
         if self.environment_changes:
             terminalreporter.write_line("baselines made in another environment:")

@@ -7,6 +7,7 @@ records the same cases as a serial one, labelled with its worker count.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Mapping
@@ -34,14 +35,27 @@ def case_record(
         "timings": loaded("comfytest_timings"),
         "cached_nodes": loaded("comfytest_cached"),
         "environment_changes": loaded("comfytest_environment"),
+        "evidence": loaded("comfytest_evidence"),
+        "description": props.get("comfytest_description", ""),
         "message": message,
     }
 
 
 def run_record(
-    cases: list[dict[str, Any]], *, started: float, results: Path, rootdir: Path, workers: int
+    cases: list[dict[str, Any]],
+    *,
+    started: float,
+    results: Path,
+    rootdir: Path,
+    workers: int,
+    baselines: Path | None = None,
+    sweeps: list[dict[str, str]] | None = None,
+    update: str = "none",
 ) -> dict[str, Any]:
-    """The whole run: a header (environment, commit, workers, servers, version) and cases."""
+    """The whole run: a header (environment, commit, workers, servers, version) and cases.
+
+    File paths in it are relative to ``results`` (where the record is written), so the
+    results folder can be moved with its baselines beside it, or re-rendered elsewhere."""
     from comfytest import __version__
 
     try:
@@ -57,9 +71,35 @@ def run_record(
             "xdist_workers": workers,
             "servers": sorted({str(c["server"]) for c in cases if c.get("server")}),
             "environment": environment,
+            "update_mode": update,
+            "baselines": _relative(baselines, results) if baselines else None,
         },
-        "cases": sorted(cases, key=lambda c: str(c["id"])),
+        "cases": [_relative_evidence(c, results) for c in sorted(cases, key=lambda c: c["id"])],
+        "sweeps": [
+            {**sweep, "folder": _relative(Path(sweep["folder"]), results)} for sweep in sweeps or []
+        ],
     }
+
+
+def _relative(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+
+
+def _relative_evidence(case: dict[str, Any], results: Path) -> dict[str, Any]:
+    evidence = {
+        key: {
+            name: _relative(Path(value), results)
+            if name in PATH_FIELDS and value is not None
+            else value
+            for name, value in files.items()
+        }
+        for key, files in (case.get("evidence") or {}).items()
+    }
+    return {**case, "evidence": evidence}
+
+
+#: The fields of a case's ``evidence`` entries that are file paths.
+PATH_FIELDS = ("baseline", "actual", "baseline_copy", "diff")
 
 
 def _git_commit(rootdir: Path) -> str | None:

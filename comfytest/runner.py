@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.baselines import (
+    PENDING_MANIFEST,
     BaselineStore,
     Verdict,
     atomic_write,
@@ -30,7 +31,7 @@ from comfytest.baselines import (
 from comfytest.cases import Case
 from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
 from comfytest.convert import ui_to_api
-from comfytest.environment import MODEL_FOLDERS, differences, fingerprint
+from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
 from comfytest.noise import OutputNoise, summarize
 from comfytest.preflight import (
@@ -324,6 +325,14 @@ class Runner:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
                 result.environment_changes = differences(recorded, self.environment())
+        pending = self.store.results / folder / PENDING_MANIFEST
+        if any(v.actual is not None for v in result.verdicts):
+            # What the manifest would say if these outputs became the baselines
+            # (``comfytest accept`` writes it beside them).
+            body = json.dumps(self._manifest(case, prompt), indent=2, sort_keys=True) + "\n"
+            atomic_write(pending, body.encode())
+        else:
+            pending.unlink(missing_ok=True)
         return result
 
     def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
@@ -349,17 +358,8 @@ class Runner:
     def environment(self) -> dict[str, Any]:
         """This server's fingerprint, taken once per run (and saved in the results folder)."""
         if self._environment is None:
-            client = self.client()
-            models = {folder: client.models(folder) for folder in MODEL_FOLDERS}
-            managed = self._server_runtime
-            root = managed.comfyui_dir / "models" if managed else None
-            name = (
-                f"{managed.name} (ComfyUI {managed.info.get('comfyui_version')})"
-                if managed
-                else None
-            )
-            self._environment = fingerprint(
-                client.system_stats(), self.object_info(), models, root, runtime=name
+            self._environment = server_fingerprint(
+                self.client(), self._server_runtime, self.object_info()
             )
             atomic_write(
                 self.store.results / "environment.json",

@@ -32,6 +32,8 @@ class Settings:
     slower_than: float | None
     server_args: tuple[str, ...]
     case_paths: tuple[Path, ...]
+    #: Where to write the HTML report, or None for no report.
+    report: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -74,6 +76,14 @@ class Settings:
         if slower_than is not None and (compare is None or slower_than <= 0):
             raise pytest.UsageError("--comfy-slower-than needs --comfy-compare and a ratio > 0")
         home = config.getoption("comfy_home")
+        report_option, report_ini = config.getoption("comfy_report"), config.getini("comfy_report")
+        report = (
+            config.invocation_params.dir / report_option
+            if report_option
+            else root / report_ini
+            if report_ini
+            else None
+        )
         return cls(
             url=str(url).rstrip("/") if url else None,
             launch=launch,
@@ -94,6 +104,7 @@ class Settings:
             slower_than=slower_than,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
+            report=report,
         )
 
 
@@ -220,6 +231,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="extra main.py argument for the managed server (repeatable)",
     )
+    group.addoption(
+        "--comfy-report",
+        dest="comfy_report",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report of the run here (e.g. report.html)",
+    )
+    parser.addini("comfy_report", "default for --comfy-report", default="")
     parser.addini("comfy_url", "default for --comfy-url", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")

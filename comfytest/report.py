@@ -1,0 +1,195 @@
+"""The HTML report: one self-contained page rendered from a run record (``run.json``).
+
+Every image is inlined as a ``data:`` URI and the page loads nothing else, so it opens
+offline from disk or from a CI artefact. Failures come first; a filter hides the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from comfytest.baselines import atomic_write
+from comfytest.errors import ComfytestError
+
+__all__ = ["load_record", "render_report", "write_html_report"]
+
+#: Outcomes in the order a reviewer wants them: what needs action first.
+OUTCOME_ORDER = ("failed", "error", "skipped", "passed")
+TIMING_FIELDS = (
+    ("execution_s", "server execution"),
+    ("queue_wait_s", "queue wait"),
+    ("download_s", "download"),
+    ("compare_s", "compare"),
+    ("total_s", "total"),
+)
+MEASURE_NAMES = {
+    "phash": "pHash distance",
+    "dhash": "dHash distance",
+    "whash": "wHash distance",
+    "colorhash": "colorhash distance",
+    "max_pixel_diff": "max pixel diff",
+    "mean_pixel_diff": "mean pixel diff",
+    "min_psnr": "PSNR (dB, at least)",
+}
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """A run record written by comfytest, or a clear error naming the file."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ComfytestError(f"{path}: cannot read the results file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComfytestError(f"{path}: not a comfytest results file: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("cases"), list):
+        raise ComfytestError(f"{path}: not a comfytest results file (no 'cases' list)")
+    return record
+
+
+def write_html_report(record: Mapping[str, Any], results: Path, out: Path) -> None:
+    """Render ``record`` (whose paths are relative to ``results``) to ``out``, atomically."""
+    atomic_write(out, render_report(record, results).encode("utf-8"))
+
+
+def render_report(record: Mapping[str, Any], results: Path) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("comfytest", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    header = record.get("header") or {}
+    cases = sorted(
+        (_case(case, results) for case in record["cases"]),
+        key=lambda c: (_rank(c["outcome"]), c["id"]),
+    )
+    counts = {o: sum(c["outcome"] == o for c in cases) for o in OUTCOME_ORDER}
+    changes: dict[str, int] = {}
+    for case in cases:
+        for change in case["environment_changes"]:
+            changes[change] = changes.get(change, 0) + 1
+    return environment.get_template("report.html.j2").render(
+        header=header,
+        cases=cases,
+        counts={o: n for o, n in counts.items() if n},
+        outputs=_output_counts(cases),
+        environment=_flatten(header.get("environment") or {}),
+        changes=sorted(changes.items()),
+        sweeps=[_sweep(s, results) for s in record.get("sweeps") or []],
+    )
+
+
+def _rank(outcome: str) -> int:
+    return OUTCOME_ORDER.index(outcome) if outcome in OUTCOME_ORDER else 0
+
+
+def _case(case: Mapping[str, Any], results: Path) -> dict[str, Any]:
+    timings = case.get("timings") or {}
+    comparisons = case.get("comparisons") or {}
+    evidence = case.get("evidence") or {}
+    statuses = case.get("outputs") or {}
+    outputs = [
+        _output(key, evidence.get(key) or {"status": status}, comparisons.get(key), results)
+        for key, status in statuses.items()
+    ]
+    return {
+        "id": str(case["id"]),
+        "outcome": str(case.get("outcome", "")),
+        "description": case.get("description") or "",
+        "message": case.get("message") or "",
+        "server": case.get("server") or "",
+        "duration_s": case.get("duration_s"),
+        "timings": [(label, timings[name]) for name, label in TIMING_FIELDS if timings.get(name)],
+        "cold": timings.get("cold"),
+        "iterations": timings.get("iterations_per_s") or {},
+        "repeats": timings.get("repeats"),
+        "environment_changes": case.get("environment_changes") or [],
+        "outputs": outputs,
+    }
+
+
+def _output(
+    key: str, files: Mapping[str, Any], comparison: Mapping[str, Any] | None, results: Path
+) -> dict[str, Any]:
+    status = str(files.get("status", ""))
+    # Judged against the copy kept beside the actual output, else the baseline itself.
+    baseline = files.get("baseline_copy") or files.get("baseline")
+    measures = [
+        {**m, "label": MEASURE_NAMES.get(m["name"], m["name"])}
+        for m in (comparison or {}).get("measures", [])
+    ]
+    limited = {m["name"] for m in measures}
+    if comparison and not comparison.get("size_mismatch"):
+        # The pixel metrics are always measured: show them, with no limit when none is set.
+        fields = (("max_pixel_diff",) * 2, ("mean_pixel_diff",) * 2, ("min_psnr", "psnr"))
+        for name, field in fields:
+            if name not in limited:
+                value = comparison.get(field)
+                shown = "∞" if value is None and field == "psnr" else value
+                measures.append(
+                    {"label": MEASURE_NAMES[name], "value": shown, "limit": "—", "passed": True}
+                )
+    return {
+        "key": key,
+        "label": files.get("label") or key,
+        "status": status,
+        "problem": files.get("problem") or "",
+        "size_mismatch": (comparison or {}).get("size_mismatch"),
+        "frames": (comparison or {}).get("frames") or 1,
+        "measures": measures,
+        "psnr": (comparison or {}).get("psnr"),
+        "baseline": _inline(baseline, results),
+        "actual": _inline(files.get("actual"), results),
+        "diff": _inline(files.get("diff"), results),
+    }
+
+
+def _inline(path: str | None, results: Path) -> dict[str, str] | None:
+    """A file as the page shows it: an image as a data: URI, a text as text; None if gone."""
+    if not path:
+        return None
+    file = results / path
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return {"missing": path}
+    if file.suffix == ".txt":
+        return {"text": data.decode("utf-8", errors="replace"), "name": file.name}
+    return {"src": "data:image/png;base64," + base64.b64encode(data).decode(), "name": file.name}
+
+
+def _sweep(sweep: Mapping[str, str], results: Path) -> dict[str, Any]:
+    folder = Path(sweep["folder"])
+    table = results / folder / "table.md"
+    return {
+        "case": sweep["case"],
+        "grid": _inline((folder / "grid.png").as_posix(), results),
+        "chart": _inline((folder / "chart.png").as_posix(), results),
+        "table": table.read_text(encoding="utf-8") if table.exists() else "",
+    }
+
+
+def _output_counts(cases: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for case in cases:
+        for output in case["outputs"]:
+            counts[output["status"]] = counts.get(output["status"], 0) + 1
+    return counts
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested fingerprint fields as (dotted name, value) rows."""
+    rows: list[tuple[str, str]] = []
+    for name, value in sorted(data.items()):
+        if isinstance(value, Mapping):
+            rows += _flatten(value, f"{prefix}{name}.")
+        else:
+            shown = json.dumps(value) if isinstance(value, list) else str(value)
+            rows.append((f"{prefix}{name}", shown if len(shown) <= 300 else shown[:300] + "…"))
+    return rows
