@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = ["DEFAULT_TIMEOUT", "ComfyClient", "OutputFile", "PromptRun", "TextOut
 DEFAULT_TIMEOUT = 300.0
 #: Seconds for one HTTP request or WebSocket handshake.
 REQUEST_TIMEOUT = 30.0
+#: ``on_progress(node_id, value, max)``: one ``progress`` message of the running prompt.
+ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,17 @@ class ComfyClient:
 
     # -- running a prompt ------------------------------------------------------------------
 
-    def run(self, prompt: Prompt, *, timeout: float = DEFAULT_TIMEOUT) -> PromptRun:
-        """Queue ``prompt``, wait for it on the WebSocket, and read its outputs from /history."""
+    def run(
+        self,
+        prompt: Prompt,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_progress: ProgressCallback | None = None,
+    ) -> PromptRun:
+        """Queue ``prompt``, wait for it on the WebSocket, and read its outputs from /history.
+
+        ``on_progress(node_id, value, max)`` is called for each ``progress`` message (a
+        sampler's steps, say) as it arrives."""
         ws = self._websocket()
         prompt_id = str(uuid.uuid4())
         run = PromptRun(prompt_id=prompt_id, submitted_at=time.monotonic())
@@ -229,6 +241,8 @@ class ComfyClient:
                 run.progress[node] = (
                     (first[0], first[1], now, value) if first else (now, value, now, value)
                 )
+                if on_progress is not None:
+                    on_progress(node, value, int(data.get("max", 0)))
             elif kind == "execution_cached":
                 run.cached_nodes = [str(node) for node in data.get("nodes", [])]
             elif kind == "execution_error":

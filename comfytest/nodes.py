@@ -12,6 +12,7 @@ import pytest
 
 from comfytest.cases import Case, load_cases
 from comfytest.errors import ComfytestError, OutputMismatch, TooSlow
+from comfytest.progress import LiveProgress
 from comfytest.runner import CaseResult, Runner
 from comfytest.settings import Settings
 from comfytest.timecompare import SavedRun, compare_timing, execution_seconds
@@ -101,6 +102,7 @@ class CaseItem(pytest.Item):
             self.case_name,
             repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
             warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
+            on_progress=self._live_progress(),
         )
         self._record(result, runner.client().url)
         if not result.passed:
@@ -111,6 +113,23 @@ class CaseItem(pytest.Item):
             self.user_properties.append(("comfytest_compare", timing.describe()))
             if timing.slower:
                 raise TooSlow(f"{self.name}: slower than the saved run: {timing.describe()}")
+
+    def _live_progress(self) -> LiveProgress | None:
+        """Under -v, outside xdist workers (they have no terminal): sampler progress."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        worker = hasattr(self.config, "workerinput")
+        if self.config.option.verbose < 1 or reporter is None or worker:
+            return None
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+
+        def write(line: str) -> None:
+            if capture is None:
+                reporter.write_line(line)
+                return
+            with capture.global_and_fixture_disabled():  # else the line is captured
+                reporter.write_line(line)
+
+        return LiveProgress(write)
 
     def _record(self, result: CaseResult, server: str) -> None:
         """The case's evidence on its report (the xdist controller and JUnit XML see it)."""

@@ -23,6 +23,7 @@ from comfytest.report import write_html_report
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
 from comfytest.sweep_report import Cell, group_cells, write_report
+from comfytest.table import summary_table
 
 CASE_SUFFIXES = (".yaml", ".yml")
 
@@ -127,6 +128,15 @@ class Summary:
             self.cases.append(
                 case_record(report.nodeid, report.outcome, report.duration, props, message)
             )
+        elif report.when == "setup" and folder and not report.passed:
+            # Skipped (a mark) or errored before it ran: a row in the table and the report.
+            outcome = "skipped" if report.skipped else "error"
+            message = (
+                str(report.longrepr[2])
+                if report.skipped and isinstance(report.longrepr, tuple)
+                else str(report.longrepr)[:2000]
+            )
+            self.cases.append(case_record(report.nodeid, outcome, 0.0, props, message))
         if report.when == "call" and "comfytest_noise" in props:
             for key, spread in json.loads(str(props["comfytest_noise"])).items():
                 self.noise[f"{report.nodeid} {key}"] = spread
@@ -204,11 +214,16 @@ class Summary:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
-        if not self.counts and not server_line and not self.unused and not self.noise:
+        quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
+        if quiet:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
             terminalreporter.write_line(server_line)
+        if self.cases and not hasattr(self.config, "workerinput"):
+            everything = self.config.option.verbose >= 1
+            for line in summary_table(self.cases, everything=everything):
+                terminalreporter.write_line(line)
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")
             # In an update run a passing output is an unchanged baseline: say so.
@@ -242,6 +257,9 @@ class Summary:
                 )
         for _, folder in self.reports:
             terminalreporter.write_line(f"sweep report: {folder}/ (grid.png, chart.png, table.md)")
+        report = self.config.stash[SETTINGS_KEY].report
+        if report is not None and self.cases:
+            terminalreporter.write_line(f"HTML report: {report}")
         if self.environment_changes:
             terminalreporter.write_line("baselines made in another environment:")
             for change, cases in sorted(self.environment_changes.items()):

@@ -29,7 +29,7 @@ from comfytest.baselines import (
     write_manifest,
 )
 from comfytest.cases import Case
-from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
+from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallback, PromptRun
 from comfytest.convert import ui_to_api
 from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
@@ -234,7 +234,13 @@ class Runner:
         return prompt
 
     def run_case(
-        self, case: Case, case_name: str, *, repeat: int = 1, warmup: int = 0
+        self,
+        case: Case,
+        case_name: str,
+        *,
+        repeat: int = 1,
+        warmup: int = 0,
+        on_progress: ProgressCallback | None = None,
     ) -> CaseResult:
         """Run one case and judge each output against its baseline.
 
@@ -249,7 +255,8 @@ class Runner:
         for attempt in range(warmup + repeat):
             prompt = self.prepare(case, fresh=fresh)
             queued = time.perf_counter()
-            run = client.run(prompt, timeout=case.timeout or self.timeout)
+            progress = _named(on_progress, prompt)
+            run = client.run(prompt, timeout=case.timeout or self.timeout, on_progress=progress)
             ran = time.perf_counter()
             allowed = set(loader_nodes(prompt, info)) if fresh == "compute" else set(prompt)
             allowed -= set(output_nodes(prompt, info))
@@ -403,6 +410,18 @@ def _relative(path: Path, root: Path) -> str:
 def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
     title = node_label(prompt, node_id)[1]
     return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index})"
+
+
+def _named(callback: ProgressCallback | None, prompt: dict[str, Any]) -> ProgressCallback | None:
+    """``callback`` with each node id given as "3 (KSampler)"."""
+    if callback is None:
+        return None
+
+    def named(node: str, value: int, maximum: int) -> None:
+        class_type = prompt.get(node, {}).get("class_type")
+        callback(f"{node} ({class_type})" if class_type else node, value, maximum)
+
+    return named
 
 
 def spread(values: list[float]) -> dict[str, Any]:
