@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from comfytest.cases import DEFAULTS_FILE
 from comfytest.errors import ServerError
 from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
 from comfytest.records import case_record, run_record
-from comfytest.report import write_html_report
+from comfytest.report import evidence_extras, write_html_report
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
 from comfytest.sweep_report import Cell, group_cells, write_report
@@ -36,6 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(Summary(config), "comfytest-summary")
+    html = config.pluginmanager.get_plugin("html")
+    if html is not None:
+        config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
     if settings.configured:
         store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
         config.stash[RUNNER_KEY] = Runner(
@@ -272,3 +276,27 @@ class Summary:
                 terminalreporter.write_line(f"  {path.relative_to(root)}")
             if len(self.unused) > 20:
                 terminalreporter.write_line(f"  ... and {len(self.unused) - 20} more")
+
+
+class HtmlExtras:
+    """With pytest-html installed: each case's images and measures in its report too."""
+
+    def __init__(self, html: Any) -> None:
+        self.extras = html.extras
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        props = dict(item.user_properties)
+        if report.when != "call" or "comfytest_evidence" not in props:
+            return report
+        table, images = evidence_extras(
+            json.loads(str(props["comfytest_evidence"])),
+            json.loads(str(props.get("comfytest_comparisons") or "{}")),
+        )
+        found = [self.extras.html(table)]
+        found += [self.extras.image(content, name) for name, content in images]
+        report.extras = [*getattr(report, "extras", []), *found]  # type: ignore[attr-defined]
+        return report

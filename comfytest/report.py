@@ -17,7 +17,7 @@ import jinja2
 from comfytest.baselines import atomic_write
 from comfytest.errors import ComfytestError
 
-__all__ = ["load_record", "render_report", "write_html_report"]
+__all__ = ["evidence_extras", "load_record", "render_report", "write_html_report"]
 
 #: Outcomes in the order a reviewer wants them: what needs action first.
 OUTCOME_ORDER = ("failed", "error", "skipped", "passed")
@@ -57,13 +57,35 @@ def write_html_report(record: Mapping[str, Any], results: Path, out: Path) -> No
     atomic_write(out, render_report(record, results).encode("utf-8"))
 
 
-def render_report(record: Mapping[str, Any], results: Path) -> str:
-    environment = jinja2.Environment(
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("comfytest", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def evidence_extras(
+    evidence: Mapping[str, Any], comparisons: Mapping[str, Any]
+) -> tuple[str, list[tuple[str, str]]]:
+    """For other reports (pytest-html): an HTML table of each output's measures, and the
+    images as (name, base64 PNG). Paths in ``evidence`` are absolute, as a run leaves them."""
+    outputs = [
+        _output(key, files, comparisons.get(key), Path("/")) for key, files in evidence.items()
+    ]
+    images = [
+        (f"{output['key']} {title}", file["src"].split(",", 1)[1])
+        for output in outputs
+        for title in ("baseline", "actual", "diff")
+        if (file := output[title]) and "src" in file
+    ]
+    html = _templates().get_template("measures.html.j2").render(outputs=outputs)
+    return html, images
+
+
+def render_report(record: Mapping[str, Any], results: Path) -> str:
+    environment = _templates()
     header = record.get("header") or {}
     cases = sorted(
         (_case(case, results) for case in record["cases"]),
