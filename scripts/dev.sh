@@ -34,7 +34,8 @@ pytest_or_fail() {
 }
 
 if [ "$what" = cases ]; then
-  pytest_or_fail cases --comfy-launch "$@"
+  report="${COMFYTEST_ARTIFACTS:-.comfytest}/report.html"
+  pytest_or_fail cases --comfy-launch "--comfy-report=$report" "$@"
 else
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
