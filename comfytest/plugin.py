@@ -17,7 +17,14 @@ from comfytest.baselines import (
 )
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.errors import ServerError
-from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
+from comfytest.nodes import (
+    RUNNER_KEY,
+    SETTINGS_KEY,
+    CaseFile,
+    CaseItem,
+    is_infrastructure,
+    worker_count,
+)
 from comfytest.records import case_record, run_record
 from comfytest.runner import Runner
 from comfytest.settings import Settings, add_options
@@ -44,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
             run_root=config.rootpath / ".comfytest" / "servers",
             server_args=settings.server_args,
             timeout=settings.timeout,
+            auth_env=settings.auth_env,
+            ca_bundle=settings.ca_bundle,
         )
 
 
@@ -65,6 +74,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             runner.client()
         except ServerError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """A case that could not be tested (the server was lost) is an error, not a failure."""
+    if is_infrastructure(report):
+        return "error", "E", "ERROR"
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -106,6 +124,7 @@ class Summary:
         self.compared: dict[str, str] = {}
         self.sweeps: list[dict[str, Any]] = []
         self.reports: list[Path] = []
+        self.infrastructure = 0
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -123,9 +142,10 @@ class Summary:
             self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
             message = str(report.longrepr)[:2000] if report.failed else ""
-            self.cases.append(
-                case_record(report.nodeid, report.outcome, report.duration, props, message)
-            )
+            outcome = "error" if is_infrastructure(report) else report.outcome
+            if outcome == "error":
+                self.infrastructure += 1
+            self.cases.append(case_record(report.nodeid, outcome, report.duration, props, message))
         if report.when == "call" and "comfytest_noise" in props:
             for key, spread in json.loads(str(props["comfytest_noise"])).items():
                 self.noise[f"{report.nodeid} {key}"] = spread
@@ -198,11 +218,16 @@ class Summary:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
-        if not self.counts and not server_line and not self.unused and not self.noise:
+        if not (self.counts or server_line or self.unused or self.noise or self.infrastructure):
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
             terminalreporter.write_line(server_line)
+        if self.infrastructure:
+            terminalreporter.write_line(
+                f"not tested: {self.infrastructure} case(s) errored because the server was "
+                "lost (infrastructure, not regressions)"
+            )
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")
             # In an update run a passing output is an unchanged baseline: say so.

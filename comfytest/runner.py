@@ -28,10 +28,10 @@ from comfytest.baselines import (
     write_manifest,
 )
 from comfytest.cases import Case
-from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun
+from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, PromptRun, header_from_env
 from comfytest.convert import ui_to_api
 from comfytest.environment import MODEL_FOLDERS, differences, fingerprint
-from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
+from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.noise import OutputNoise, summarize
 from comfytest.preflight import (
     PreflightFailed,
@@ -109,7 +109,12 @@ class Runner:
         run_root: Path | None = None,
         server_args: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
+        auth_env: str | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
+        """``auth_env`` names the environment variable holding an auth header for ``url``
+        (see ``header_from_env``); it is read when the client is made, and kept nowhere else.
+        """
         self.store = store
         self.url = url
         self.timeout = timeout
@@ -118,6 +123,8 @@ class Runner:
         self._runtime_name = runtime_name
         self._run_root = run_root
         self._server_args = tuple(server_args)
+        self._auth_env = auth_env
+        self._ca_bundle = ca_bundle
         self._server: ManagedServer | None = None
         self._client: ComfyClient | None = None
         self._object_info: dict[str, Any] | None = None
@@ -141,11 +148,12 @@ class Runner:
             raise self._setup_error
         if self._client is not None:
             if self._server is not None and not self._server.alive():
-                raise ServerError(
+                raise ServerLost(
                     f"the managed ComfyUI exited (code {self._server.process.returncode}); "
                     f"log {self._server.log_path}:\n{self._server.log_tail()}",
                     self._client.url,
                 )
+            self._client.check_not_lost()
             return self._client
         ready_s = 0.0
         try:
@@ -162,7 +170,8 @@ class Runner:
                 self._server_runtime = runtime
                 ready_s = time.monotonic() - started
                 url = self._server.url
-            client = ComfyClient(url)
+            header = header_from_env(self._auth_env) if self._auth_env else None
+            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version", "?")
                 # Nothing cached before this run counts: models are read from disk again.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class Settings:
     slower_than: float | None
     server_args: tuple[str, ...]
     case_paths: tuple[Path, ...]
+    #: The name of the environment variable holding the auth header, never its value.
+    auth_env: str | None = None
+    ca_bundle: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -74,6 +78,15 @@ class Settings:
         if slower_than is not None and (compare is None or slower_than <= 0):
             raise pytest.UsageError("--comfy-slower-than needs --comfy-compare and a ratio > 0")
         home = config.getoption("comfy_home")
+        auth_env = str(pick("comfy_auth_env") or "") or None
+        if auth_env and not os.environ.get(auth_env, "").strip():
+            raise pytest.UsageError(
+                f"--comfy-auth-env={auth_env}: the environment variable {auth_env} is not set"
+            )
+        ca_bundle = str(pick("comfy_ca_bundle") or "") or None
+        ca_path = (root / Path(ca_bundle).expanduser()) if ca_bundle else None
+        if ca_path is not None and not ca_path.is_file():
+            raise pytest.UsageError(f"--comfy-ca-bundle={ca_bundle}: no such file")
         return cls(
             url=str(url).rstrip("/") if url else None,
             launch=launch,
@@ -94,6 +107,8 @@ class Settings:
             slower_than=slower_than,
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
+            auth_env=auth_env,
+            ca_bundle=ca_path,
         )
 
 
@@ -220,7 +235,24 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="extra main.py argument for the managed server (repeatable)",
     )
+    group.addoption(
+        "--comfy-auth-env",
+        dest="comfy_auth_env",
+        metavar="NAME",
+        default=None,
+        help="send the auth header held by environment variable NAME to the server: a token "
+        "(sent as 'Authorization: Bearer <token>') or a whole 'Header-Name: value'",
+    )
+    group.addoption(
+        "--comfy-ca-bundle",
+        dest="comfy_ca_bundle",
+        metavar="PEM",
+        default=None,
+        help="verify an https server against these CA certificates (default: the system's)",
+    )
     parser.addini("comfy_url", "default for --comfy-url", default="")
+    parser.addini("comfy_auth_env", "default for --comfy-auth-env", default="")
+    parser.addini("comfy_ca_bundle", "default for --comfy-ca-bundle", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")
     parser.addini(

@@ -1,11 +1,18 @@
-"""Faults against the real server: timeouts, restarts, an unreachable URL."""
+"""Faults against the real server: timeouts, restarts, an unreachable URL, a killed server."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comfytest.baselines import BaselineStore
@@ -112,3 +119,81 @@ def test_a_websocket_dropped_mid_case_still_gives_the_right_verdict(
         assert dropped.run.execution_s > 1.0, "the socket closed while the prompt ran"
     finally:
         runner.close()
+
+
+def wait_for_running(url: str, steps: int, pytest_process: subprocess.Popen[bytes]) -> None:
+    """Until the server executes a prompt with a KSampler of ``steps`` (polling GET /queue:
+    another client's progress has no event we could wait on)."""
+    deadline = time.monotonic() + 300  # a hang guard only
+    while time.monotonic() < deadline:
+        assert pytest_process.poll() is None, "pytest ended before the long case ran"
+        running = httpx.get(f"{url}/queue", timeout=10).json()["queue_running"]
+        if any(
+            node["inputs"].get("steps") == steps for item in running for node in item[2].values()
+        ):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no prompt with {steps} steps started on {url}")
+
+
+def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
+    runtime: Runtime, project: Path, tmp_path: Path
+) -> None:
+    # A dedicated server, so that killing it leaves the session's server alone.
+    server = start_server(runtime, tmp_path / "doomed", log=lambda message: None)
+    (project / "cases/t.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 1\ncases:\n"
+        "  - id: a-before\n"
+        "  - id: b-endless\n    inputs: {KSampler: {steps: 5000}}\n"
+        "  - id: c-after\n"
+        "  - id: d-after\n"
+    )
+    log = project / "pytest.log"
+    try:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    f"--comfy-url={server.url}",
+                    "--comfy-update=missing",
+                    "--comfy-timeout=600",  # the cases must not wait for this
+                    "-p",
+                    "no:cacheprovider",
+                    "-rE",
+                ],
+                cwd=project,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_running(server.url, 5000, process)
+            os.killpg(server.pid, signal.SIGKILL)
+            process.wait(120)  # a hang guard: the run ends on its own
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        server.stop()
+    output = log.read_text()
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "1 passed, 3 errors" in output, output
+    assert "Traceback" not in output
+    assert "ERROR cases/t.yaml::b-endless - " in output
+    assert "ERROR cases/t.yaml::d-after - " in output
+    assert "not tested: 3 case(s) errored because the server was lost" in output
+    record = json.loads((project / ".comfytest/results/run.json").read_text())
+    cases = {case["id"].split("::")[1]: case for case in record["cases"]}
+    assert {name: case["outcome"] for name, case in cases.items()} == {
+        "a-before": "passed",
+        "b-endless": "error",
+        "c-after": "error",
+        "d-after": "error",
+    }
+    assert cases["b-endless"]["message"].startswith(
+        "ComfyUI went away while the prompt ran at node 3 (KSampler): the WebSocket closed "
+        "and the server no longer answers"
+    )
+    for later in ("c-after", "d-after"):
+        assert "still does not answer: this case was not run" in cases[later]["message"]
