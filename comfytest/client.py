@@ -261,6 +261,25 @@ class ComfyClient:
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         return self._request("GET", "/view", params=params).content
 
+    def download_to(self, output: OutputFile, path: Path) -> None:
+        """Stream an output file into ``path``: a big animation is never held whole."""
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
+        try:
+            with self._http.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise ServerError(
+                        f"GET /view answered HTTP {response.status_code}{_detail(response)}",
+                        self.url,
+                    )
+                with path.open("wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        handle.write(chunk)
+        except httpx.TransportError as exc:
+            raise self._failure(f"GET /view failed: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise ServerError(f"GET /view failed: {exc}", self.url) from None
+
     # -- running a prompt ------------------------------------------------------------------
 
     def run(self, prompt: Prompt, *, timeout: float = DEFAULT_TIMEOUT) -> PromptRun:
@@ -447,9 +466,9 @@ class ComfyClient:
         except httpx.HTTPError as exc:
             raise ServerError(f"{method} {path} failed: {exc}", self.url) from None
         if response.status_code not in ok:
-            detail = response.text[:500].strip()
             raise ServerError(
-                f"{method} {path} answered HTTP {response.status_code}: {detail}", self.url
+                f"{method} {path} answered HTTP {response.status_code}{_detail(response)}",
+                self.url,
             )
         return response
 
@@ -464,6 +483,15 @@ class ComfyClient:
 
 class _Dropped(ServerError):
     """The WebSocket closed under us; the prompt may still be running."""
+
+
+def _detail(response: httpx.Response) -> str:
+    """What an unexpected answer said; a redirect is named and never followed (an auth
+    header must not reach another host)."""
+    if response.is_redirect:
+        return f", a redirect to {response.headers.get('location')!r} (not followed)"
+    text = response.text[:500].strip()
+    return f": {text}" if text else ""
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:

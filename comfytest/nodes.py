@@ -165,7 +165,7 @@ class CaseItem(pytest.Item):
             self.user_properties.append(("comfytest_sweep", json.dumps(sweep)))
 
     def _accept_hint(self, result: CaseResult) -> list[str]:
-        if not any(v.status in ("missing", "failed") for v in result.verdicts):
+        if not any(v.status in ("missing", "failed") and not v.unreadable for v in result.verdicts):
             return []
         mode = "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
         target = shlex.quote(

@@ -6,6 +6,7 @@ and closes it at the end; the server is started lazily, on the first case that r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.baselines import (
+    DECODE_ERRORS,
     BaselineStore,
     Verdict,
     atomic_write,
@@ -76,7 +78,9 @@ class CaseResult:
         for verdict in self.verdicts:
             if verdict.ok:
                 continue
-            if verdict.status == "missing":
+            if verdict.unreadable:
+                lines.append(f"{self.case.name}: output {verdict.label} could not be judged")
+            elif verdict.status == "missing":
                 lines.append(f"{self.case.name}: output {verdict.label} has no baseline")
             else:
                 lines.append(f"{self.case.name}: output {verdict.label} differs from its baseline")
@@ -272,33 +276,37 @@ class Runner:
             if attempt >= warmup and run.execution_s is not None:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
+        folder = f"{case_name}/{case.folder}"
         download_s = compare_s = 0.0
-        for output in run.outputs:
-            if not output.filename.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            t0 = time.perf_counter()
-            data = client.download(output)
-            t1 = time.perf_counter()
-            frames = read_frames(data)
-            result.verdicts.append(
-                self.store.judge(
-                    f"{case_name}/{case.folder}",
+        with tempfile.TemporaryDirectory(prefix="comfytest-download-") as downloads:
+            for output in run.outputs:
+                if not output.filename.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                t0 = time.perf_counter()
+                data = Path(downloads) / f"{output.key}.download"
+                client.download_to(output, data)
+                t1 = time.perf_counter()
+                verdict = self.store.judge(
+                    folder,
                     output.key,
                     _label(prompt, output.node_id, output.index),
-                    frames,
+                    data,  # decoded frame by frame while judging
                     case.tolerance.for_output(output.key),
                 )
-            )
-            if case.cell and result.cell_image is None:
-                # The sweep report shows each cell's first image output.
-                result.cell_image = self.store.results / case_name / case.folder / "cell.png"
-                atomic_write(result.cell_image, png_bytes(frames))
-            download_s += t1 - t0
-            compare_s += time.perf_counter() - t1
+                result.verdicts.append(verdict)
+                if case.cell and result.cell_image is None:
+                    # The sweep report shows each cell's first image output.
+                    with contextlib.suppress(*DECODE_ERRORS):
+                        cell = png_bytes(read_frames(data))
+                        result.cell_image = self.store.results / folder / "cell.png"
+                        atomic_write(result.cell_image, cell)
+                data.unlink()
+                download_s += t1 - t0
+                compare_s += time.perf_counter() - t1
         for text in run.texts:
             result.verdicts.append(
                 self.store.judge_text(
-                    f"{case_name}/{case.folder}",
+                    folder,
                     text.key,
                     _label(prompt, text.node_id, text.index, "text"),
                     text.text,
@@ -322,7 +330,6 @@ class Runner:
         }
         if repeat > 1 or warmup:
             result.timings["repeats"] = spread(executions) | {"warmup": warmup}
-        folder = f"{case_name}/{case.folder}"
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None

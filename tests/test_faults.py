@@ -39,7 +39,8 @@ def test_a_case_past_its_timeout_is_interrupted_and_the_next_runs(
     result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["timed out after 3 s at node 3 (KSampler) (http://127.0.0.1:*, prompt *)"]
+        # The node it stopped at depends on the machine's load (a model load may take 3 s).
+        ["timed out after 3 s at node * (*) (http://127.0.0.1:*, prompt *)"]
     )
     assert "Traceback" not in result.stdout.str()
 
