@@ -38,6 +38,11 @@ from PIL import Image, ImageChops, ImageSequence
 
 from comfytest.compare import Comparison, Tolerance, compare_frames
 
+try:
+    import fcntl
+except ImportError:  # Windows: atomic writes, but no lock per case folder
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "DECODE_ERRORS",
     "KEEP_MODES",
@@ -103,6 +108,33 @@ class BaselineStore:
 
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
+
+    @contextlib.contextmanager
+    def writing(self, folder: str) -> Iterator[None]:
+        """Hold the lock of a case's baseline folder while an update run judges and writes it.
+
+        Two update runs on the same baselines then take turns per case, so a folder's PNGs
+        and its manifest come from one run; each file is atomic either way. Nothing is
+        locked when nothing may be written (``update="none"``), nor where ``fcntl`` is
+        missing (Windows). The lock is the folder's own (``flock``), so no lock file is left.
+        """
+        if self.update == "none" or fcntl is None:
+            yield
+            return
+        target = self.root / folder
+        made = not target.exists()
+        target.mkdir(parents=True, exist_ok=True)
+        handle = os.open(target, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # releases the lock
+            if made:  # nothing written (the case failed first): leave no empty folders
+                with contextlib.suppress(OSError):
+                    while target != self.root:
+                        target.rmdir()
+                        target = target.parent
 
     def judge(
         self,

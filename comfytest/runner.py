@@ -277,6 +277,33 @@ class Runner:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
         folder = f"{case_name}/{case.folder}"
+        with self.store.writing(folder):  # one update run at a time per case folder
+            download_s, compare_s = self._judge_outputs(case, folder, prompt, result)
+            self._write_manifest(case, folder, prompt, result)
+        seconds = {
+            "prepare_s": queued - started,
+            "prompt_s": ran - queued,
+            "queue_wait_s": run.queue_wait_s,
+            "execution_s": run.execution_s,
+            "download_s": download_s,
+            "compare_s": compare_s,
+            "total_s": time.perf_counter() - started,
+        }
+        result.timings = {
+            **{k: None if v is None else round(v, 4) for k, v in seconds.items()},
+            "cold": bool(set(loader_nodes(prompt, info)) & set(run.executed_nodes)),
+            "nodes_s": {node: round(sec, 4) for node, sec in run.node_seconds.items()},
+            "iterations_per_s": {n: round(r, 2) for n, r in run.iterations_per_second().items()},
+        }
+        if repeat > 1 or warmup:
+            result.timings["repeats"] = spread(executions) | {"warmup": warmup}
+        return result
+
+    def _judge_outputs(
+        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+    ) -> tuple[float, float]:
+        """Download and judge every image and text output; (download, compare) seconds."""
+        client, run = self.client(), result.run
         download_s = compare_s = 0.0
         with tempfile.TemporaryDirectory(prefix="comfytest-download-") as downloads:
             for output in run.outputs:
@@ -313,23 +340,12 @@ class Runner:
                     case.tolerance.for_output(text.key),
                 )
             )
-        seconds = {
-            "prepare_s": queued - started,
-            "prompt_s": ran - queued,
-            "queue_wait_s": run.queue_wait_s,
-            "execution_s": run.execution_s,
-            "download_s": download_s,
-            "compare_s": compare_s,
-            "total_s": time.perf_counter() - started,
-        }
-        result.timings = {
-            **{k: None if v is None else round(v, 4) for k, v in seconds.items()},
-            "cold": bool(set(loader_nodes(prompt, info)) & set(run.executed_nodes)),
-            "nodes_s": {node: round(sec, 4) for node, sec in run.node_seconds.items()},
-            "iterations_per_s": {n: round(r, 2) for n, r in run.iterations_per_second().items()},
-        }
-        if repeat > 1 or warmup:
-            result.timings["repeats"] = spread(executions) | {"warmup": warmup}
+        return download_s, compare_s
+
+    def _write_manifest(
+        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+    ) -> None:
+        """Refresh the manifest when baselines were written, else note environment changes."""
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
@@ -340,7 +356,6 @@ class Runner:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
                 result.environment_changes = differences(recorded, self.environment())
-        return result
 
     def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
         """Run ``case`` ``runs`` times with ComfyUI's cache defeated; the spread per output."""

@@ -9,16 +9,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from comfytest.baselines import BaselineStore
 from comfytest.cases import Case, load_cases
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
+
+from .conftest import wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,21 +120,6 @@ def test_a_websocket_dropped_mid_case_still_gives_the_right_verdict(
         assert dropped.run.execution_s > 1.0, "the socket closed while the prompt ran"
     finally:
         runner.close()
-
-
-def wait_for_running(url: str, steps: int, pytest_process: subprocess.Popen[bytes]) -> None:
-    """Until the server executes a prompt with a KSampler of ``steps`` (polling GET /queue:
-    another client's progress has no event we could wait on)."""
-    deadline = time.monotonic() + 300  # a hang guard only
-    while time.monotonic() < deadline:
-        assert pytest_process.poll() is None, "pytest ended before the long case ran"
-        running = httpx.get(f"{url}/queue", timeout=10).json()["queue_running"]
-        if any(
-            node["inputs"].get("steps") == steps for item in running for node in item[2].values()
-        ):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"no prompt with {steps} steps started on {url}")
 
 
 def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
