@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +209,48 @@ def assert_nowhere(secret: str, result: pytest.RunResult, project: Path) -> None
     assert secret not in result.stdout.str() + result.stderr.str()
     leaked = [path for path in files_under(project) if secret.encode() in path.read_bytes()]
     assert leaked == []
+
+
+def test_tls_is_verified_and_a_ca_bundle_can_be_given(
+    pytester: pytest.Pytester,
+    project: Path,
+    real_api: tuple[dict[str, Any], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    # Fake server: the managed ComfyUI serves plain http on loopback.
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (project / "cases/t.yaml").write_text(CASES)
+    with FakeComfy(*real_api, view=png(), tls=(cert, key)) as fake:
+        assert fake.url.startswith("https://")
+        refused = run(pytester, fake.url)
+        trusted = run(pytester, fake.url, f"--comfy-ca-bundle={cert}")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["ERROR: ComfyUI is not reachable at https://*CERTIFICATE_VERIFY_FAILED*"]
+    )
+    trusted.assert_outcomes(passed=1)
+    assert "/ws" in fake.paths(), "the WebSocket ran over TLS too"
