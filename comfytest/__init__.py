@@ -12,10 +12,12 @@ from comfytest.errors import (
     CaseTimeout,
     ComfytestError,
     ExecutionFailed,
+    InfrastructureError,
     OutputMismatch,
     PromptRejected,
     RuntimeSetupError,
     ServerError,
+    ServerLost,
     WorkflowError,
 )
 from comfytest.runner import CaseResult, Runner
@@ -32,6 +34,7 @@ __all__ = [
     "ComfytestError",
     "Comparison",
     "ExecutionFailed",
+    "InfrastructureError",
     "OutputFile",
     "OutputMismatch",
     "PromptRejected",
@@ -39,6 +42,7 @@ __all__ = [
     "Runner",
     "RuntimeSetupError",
     "ServerError",
+    "ServerLost",
     "Tolerance",
     "Verdict",
     "WorkflowError",

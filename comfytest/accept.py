@@ -67,6 +67,8 @@ def plan(
             status = str(files.get("status"))
             if not files.get("actual") or (not everything and status not in FAILING):
                 continue
+            if files.get("unreadable"):
+                continue  # what the server sent is not an image: nothing to promote
             source = (results / files["actual"]).resolve()
             target = (results / files["baseline"]).resolve()
             if not target.is_relative_to(root):

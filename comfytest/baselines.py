@@ -18,36 +18,49 @@ beyond tol.  fail               fail                             update
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageSequence
+from PIL import Image, ImageChops, ImageSequence
 
 from comfytest.compare import Comparison, Tolerance, compare_frames
 
+try:
+    import fcntl
+except ImportError:  # Windows: atomic writes, but no lock per case folder
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
+    "DECODE_ERRORS",
     "KEEP_MODES",
     "MANIFEST",
     "PENDING_MANIFEST",
     "UPDATE_MODES",
     "BaselineStore",
+    "Frames",
     "Verdict",
     "atomic_write",
     "delete_baselines",
     "difference_image",
     "read_frames",
     "read_manifest",
+    "remove_leftovers",
     "unused_baselines",
     "write_manifest",
+    "write_png",
 ]
 
 UPDATE_MODES = ("none", "missing", "changed", "all")
@@ -67,6 +80,8 @@ class Verdict:
     comparison: Comparison | None = None
     problem: str = ""
     diff: Path | None = None
+    #: The output itself could not be decoded (a truncated or corrupt download).
+    unreadable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -84,6 +99,7 @@ class Verdict:
             "actual": str(self.actual) if self.actual else None,
             "baseline_copy": str(copy) if copy and copy.exists() else None,
             "diff": str(self.diff) if self.diff and self.diff.exists() else None,
+            "unreadable": self.unreadable,
         }
 
 
@@ -110,38 +126,96 @@ class BaselineStore:
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
 
+    @contextlib.contextmanager
+    def writing(self, folder: str) -> Iterator[None]:
+        """Hold the lock of a case's baseline folder while an update run judges and writes it.
+
+        Two update runs on the same baselines then take turns per case, so a folder's PNGs
+        and its manifest come from one run; each file is atomic either way. Nothing is
+        locked when nothing may be written (``update="none"``), nor where ``fcntl`` is
+        missing (Windows). The lock is the folder's own (``flock``), so no lock file is left.
+        """
+        if self.update == "none" or fcntl is None:
+            yield
+            return
+        target = self.root / folder
+        made = not target.exists()
+        target.mkdir(parents=True, exist_ok=True)
+        handle = os.open(target, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # releases the lock
+            if made:  # nothing written (the case failed first): leave no empty folders
+                with contextlib.suppress(OSError):
+                    while target != self.root:
+                        target.rmdir()
+                        target = target.parent
+
     def judge(
         self,
         folder: str,
         key: str,
         label: str,
-        actual: Image.Image | list[Image.Image],
+        actual: Path | bytes | Image.Image | list[Image.Image],
         tolerance: Tolerance,
     ) -> Verdict:
-        """Compare an image (or an animation's frames) with its baseline; apply the mode."""
-        frames = actual if isinstance(actual, list) else [actual]
+        """Compare an image (or an animation's frames, or a downloaded file) with its baseline;
+        apply the mode. A passing animation is judged one frame at a time."""
+        frames = Frames(actual)
         path = self.baseline_path(folder, key)
-        if not path.exists():
-            if self.update == "none":
-                return Verdict(key, label, "missing", path, self._keep(folder, key, frames))
-            atomic_write(path, png_bytes(frames))
-            return Verdict(key, label, "created", path, self._keep(folder, key, frames, ok=True))
         try:
-            baseline = read_frames(path)
-        except (OSError, SyntaxError) as exc:
-            if self.update in ("changed", "all"):
-                atomic_write(path, png_bytes(frames))
-                return Verdict(key, label, "updated", path)
-            kept = self._keep(folder, key, frames)
-            return Verdict(key, label, "failed", path, kept, problem=f"baseline unreadable: {exc}")
-        comparison = compare_frames(frames, baseline, tolerance)
-        rewrite = (self.update == "changed" and not comparison.passed) or (
-            self.update == "all" and not comparison.identical
-        )
-        status = "updated" if rewrite else "passed" if comparison.passed else "failed"
-        kept = self._keep(folder, key, frames, baseline, comparison.frame, ok=status != "failed")
-        if rewrite:
-            atomic_write(path, png_bytes(frames))
+            len(frames)  # the actual is readable at all
+            if not path.exists():
+                if self.update == "none":
+                    return Verdict(key, label, "missing", path, self._keep(folder, key, frames))
+                write_png(path, frames.all())
+                kept = self._keep(folder, key, frames, ok=True)
+                return Verdict(key, label, "created", path, kept)
+            baseline = Frames(path, side="baseline")
+            try:
+                comparison = compare_frames(frames, baseline, tolerance)
+            except Unreadable as exc:
+                if exc.side != "baseline":
+                    raise
+                if self.update in ("changed", "all"):
+                    write_png(path, frames.all())
+                    return Verdict(key, label, "updated", path)
+                kept = self._keep(folder, key, frames)
+                problem = f"baseline unreadable: {exc.reason}"
+                return Verdict(key, label, "failed", path, kept, problem=problem)
+            rewrite = (self.update == "changed" and not comparison.passed) or (
+                self.update == "all" and not comparison.identical
+            )
+            status = "updated" if rewrite else "passed" if comparison.passed else "failed"
+            kept = self._keep(
+                folder,
+                key,
+                frames,
+                baseline if comparison.size_mismatch is None else None,
+                comparison.frame,
+                ok=status != "failed",
+            )
+            if rewrite:
+                write_png(path, frames.all())
+        except Unreadable as exc:
+            # The server sent something that is not an image: keep it as it came.
+            raw = self.results / folder / f"{key}.unreadable"
+            if isinstance(actual, Path):
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(actual, raw)
+            elif isinstance(actual, bytes):
+                atomic_write(raw, actual)
+            return Verdict(
+                key,
+                label,
+                "failed",
+                path,
+                raw if isinstance(actual, (Path, bytes)) else None,
+                problem=f"the output is not a readable image: {exc.reason}",
+                unreadable=True,
+            )
         diff = (
             self.results / folder / f"{key}.diff.png"
             if kept and comparison.size_mismatch is None
@@ -183,29 +257,95 @@ class BaselineStore:
         self,
         folder: str,
         key: str,
-        actual: list[Image.Image],
-        baseline: list[Image.Image] | None = None,
+        actual: Frames,
+        baseline: Frames | None = None,
         frame: int | None = None,
         *,
         ok: bool = False,
     ) -> Path | None:
-        """Write the evidence for one output; for a passing one, only under keep="all"."""
+        """Write the evidence for one output; for a passing one, only under keep="all".
+
+        One animation is decoded at a time: the actual, then the baseline copy, then the
+        shown frame of each for the difference."""
         base = self.results / folder
         paths = [base / f"{key}{suffix}.png" for suffix in ("", ".baseline", ".diff")]
         if ok and self.keep != "all":
             for stale in paths:  # evidence from an earlier failing run would mislead
                 stale.unlink(missing_ok=True)
             return None
-        atomic_write(paths[0], png_bytes(actual))
+        write_png(paths[0], actual.all())
         if baseline is not None:
-            atomic_write(paths[1], png_bytes(baseline))
+            write_png(paths[1], baseline.all())
             shown = frame or 0
-            same_shape = len(baseline) == len(actual) and baseline[0].size == actual[0].size
-            if same_shape:
-                atomic_write(
-                    paths[2], png_bytes([difference_image(actual[shown], baseline[shown])])
-                )
+            difference = difference_image(actual.at(shown), baseline.at(shown))
+            write_png(paths[2], difference)
         return paths[0]
+
+
+class Unreadable(Exception):
+    """An image that cannot be decoded; ``side`` is "actual" or "baseline"."""
+
+    def __init__(self, side: str, reason: BaseException) -> None:
+        self.side = side
+        self.reason = reason
+        super().__init__(f"{side} is not a readable image: {reason}")
+
+
+#: What PIL raises on a truncated or corrupt file.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class Frames:
+    """The frames of an image file, a download, or decoded images, decoded one at a time.
+
+    Judging walks two animations side by side, holding one frame of each rather than both
+    animations; only writing a PNG (a new baseline, evidence) decodes every frame at once.
+    A file that cannot be decoded raises ``Unreadable`` naming its ``side``."""
+
+    def __init__(
+        self, source: Path | bytes | Image.Image | list[Image.Image], side: str = "actual"
+    ) -> None:
+        self._source = [source] if isinstance(source, Image.Image) else source
+        self.side = side
+        self._count: int | None = None
+
+    def __len__(self) -> int:
+        if isinstance(self._source, list):
+            return len(self._source)
+        if self._count is None:
+            with self._decoding(), self._open() as opened:
+                self._count = int(getattr(opened, "n_frames", 1))
+        return self._count
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        if isinstance(self._source, list):
+            yield from self._source
+            return
+        with self._decoding(), self._open() as opened:
+            for frame in ImageSequence.Iterator(opened):
+                frame.load()
+                yield frame  # the same object, moved on to the next frame: copy to keep it
+
+    def all(self) -> list[Image.Image]:
+        return [frame.copy() for frame in self]
+
+    def at(self, index: int) -> Image.Image:
+        for position, frame in enumerate(self):
+            if position == index:
+                return frame.copy()
+        raise IndexError(index)
+
+    def _open(self) -> Image.Image:
+        source = self._source
+        assert not isinstance(source, list)
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        try:
+            yield
+        except DECODE_ERRORS as exc:
+            raise Unreadable(self.side, exc) from None
 
 
 def read_frames(source: Path | bytes) -> list[Image.Image]:
@@ -236,18 +376,21 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
     """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
     outputs: dict[str, Any] = {}
     for png in sorted((root / folder).glob("*.png")):
+        pixels, hashes, first = hashlib.sha256(), [], None
         try:
-            frames = read_frames(png)
-        except OSError:
+            for frame in Frames(png, side="baseline"):  # one frame at a time
+                first = first or (list(frame.size), frame.mode)
+                pixels.update(np.asarray(frame).tobytes())
+                hashes.append(str(imagehash.phash(frame)))
+        except Unreadable:
             continue
-        pixels = hashlib.sha256(b"".join(np.asarray(f).tobytes() for f in frames))
+        if first is None:
+            continue
         outputs[png.stem] = {
-            "size": list(frames[0].size),
-            "mode": frames[0].mode,
-            "frames": len(frames),
-            "phash": [str(imagehash.phash(f)) for f in frames]
-            if len(frames) > 1
-            else str(imagehash.phash(frames[0])),
+            "size": first[0],
+            "mode": first[1],
+            "frames": len(hashes),
+            "phash": hashes if len(hashes) > 1 else hashes[0],
             "pixels_sha256": pixels.hexdigest()[:16],
         }
     for txt in sorted((root / folder).glob("*.txt")):
@@ -293,35 +436,59 @@ def delete_baselines(root: Path, paths: list[Path]) -> None:
 
 def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:
     """Per-pixel |actual - baseline|, scaled so the largest difference is white."""
-    a = np.asarray(actual.convert("RGB"), dtype=np.int16)
-    b = np.asarray(baseline.convert("RGB"), dtype=np.int16)
-    diff = np.abs(a - b)
-    peak = int(diff.max())
-    scaled = diff * (255.0 / peak) if peak else diff
-    return Image.fromarray(scaled.astype(np.uint8), "RGB")
+    # In 8 bits through PIL: one image's worth of memory, however big the image.
+    diff = ImageChops.difference(actual.convert("RGB"), baseline.convert("RGB"))
+    extrema: Any = diff.getextrema()  # one (low, high) pair per band of an RGB image
+    peak = max(int(high) for _low, high in extrema)
+    return diff.point(lambda value: int(value * 255.0 / peak)) if peak else diff
 
 
 def png_bytes(frames: Image.Image | list[Image.Image]) -> bytes:
     """Pixels only: a PNG (an APNG for several frames) with no text chunks, so equal pixels
     give equal bytes."""
-    frames = frames if isinstance(frames, list) else [frames]
     buffer = io.BytesIO()
-    extra: dict[str, Any] = (
-        {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
-    )
-    frames[0].save(buffer, format="PNG", optimize=False, compress_level=9, **extra)
+    _save_png(frames, buffer)
     return buffer.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+def write_png(path: Path, frames: Image.Image | list[Image.Image]) -> None:
+    """``png_bytes`` written atomically to ``path``, encoded straight into the file."""
+    atomic_write(path, lambda handle: _save_png(frames, handle))
+
+
+def _save_png(frames: Image.Image | list[Image.Image], handle: IO[bytes]) -> None:
+    frames = frames if isinstance(frames, list) else [frames]
+    extra: dict[str, Any] = (
+        {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
+    )
+    frames[0].save(handle, format="PNG", optimize=False, compress_level=9, **extra)
+
+
+#: Temporary files of ``atomic_write``: ``.<name>.<pid>.<random>.tmp`` beside the target.
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
+    """Write ``data`` (bytes, or a function writing into a file) to ``path`` so that readers
+    see the old file or the new one, never half.
+
+    The new content goes to a temporary file beside ``path``, named after the writing
+    process, then replaces ``path``. A process killed meanwhile (``kill -9``) leaves that
+    temporary file behind: it never counts as a baseline (its name ends in ``.tmp``), and
+    the next write to the same path removes it once its process is gone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent
+    )
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                data(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -338,3 +505,28 @@ def _file_mode(path: Path) -> int:
         mask = os.umask(0)
         os.umask(mask)
         return 0o666 & ~mask
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left; returns them.
+
+    A temporary file whose process still runs (another run writing the same baseline) is
+    left alone."""
+    removed = []
+    prefix = f".{path.name}."
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
+        pid = leftover.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import re
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -22,10 +25,24 @@ from websockets.exceptions import WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
-from comfytest.errors import CaseTimeout, ExecutionFailed, NodeProblem, PromptRejected, ServerError
+from comfytest.errors import (
+    CaseTimeout,
+    ExecutionFailed,
+    NodeProblem,
+    PromptRejected,
+    ServerError,
+    ServerLost,
+)
 from comfytest.workflow import Prompt, node_label, node_sort_key
 
-__all__ = ["DEFAULT_TIMEOUT", "ComfyClient", "OutputFile", "PromptRun", "TextOutput"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ComfyClient",
+    "OutputFile",
+    "PromptRun",
+    "TextOutput",
+    "header_from_env",
+]
 
 #: Seconds a single prompt may take before it is interrupted.
 DEFAULT_TIMEOUT = 300.0
@@ -33,6 +50,10 @@ DEFAULT_TIMEOUT = 300.0
 REQUEST_TIMEOUT = 30.0
 #: ``on_progress(node_id, value, max)``: one ``progress`` message of the running prompt.
 ProgressCallback = Callable[[str, int, int], None]
+#: Seconds for the one reachability check made after a connection failed.
+PROBE_TIMEOUT = 3.0
+#: A node id that can become part of a local file name (``<node>-<index>.png``).
+SAFE_NODE_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 @dataclass(frozen=True)
@@ -106,17 +127,59 @@ class PromptRun:
         return rates
 
 
+def header_from_env(name: str) -> tuple[str, str]:
+    """The header that environment variable ``name`` holds, for a server behind auth.
+
+    ``Name: value`` (a header name, a colon and a space) is sent as that header; anything
+    else is a token, sent as ``Authorization: Bearer <token>``. The value is never shown:
+    a missing or empty variable is reported by its name only."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ServerError(f"the environment variable {name} (the auth header) is not set")
+    full = re.fullmatch(r"([A-Za-z0-9-]+): (.+)", value, re.DOTALL)
+    if full:
+        return full.group(1), full.group(2).strip()
+    return "Authorization", f"Bearer {value}"
+
+
 class ComfyClient:
     """A connection to one ComfyUI server, reused for every prompt of a run."""
 
-    def __init__(self, url: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        header: tuple[str, str] | None = None,
+        ca_bundle: Path | None = None,
+    ) -> None:
+        """``header`` (name, value), e.g. an ``Authorization``, goes with every request and the
+        WebSocket handshake to ``url`` only: redirects are never followed, and the value is
+        never part of an error, a repr or a record. TLS is verified, against ``ca_bundle``
+        when given, else the system's certificates."""
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
         self._timeout = timeout
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._headers = dict([header]) if header else {}
+        try:
+            self._tls = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServerError(f"cannot read the CA bundle {ca_bundle}: {exc}", url) from None
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers=self._headers,
+            verify=self._tls,
+            follow_redirects=False,
+        )
         self._ws: ClientConnection | None = None
         self._ws_stack = contextlib.ExitStack()
         self._uploaded: dict[str, str] = {}
+        #: Set when the server stopped answering; later calls check once and fail fast.
+        self.lost: ServerLost | None = None
+
+    def __repr__(self) -> str:
+        return f"ComfyClient({self.url!r})"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -134,6 +197,29 @@ class ComfyClient:
 
     def system_stats(self) -> dict[str, Any]:
         return self._get_json("/system_stats")
+
+    def reachable(self) -> bool:
+        """True when the server answers anything at all, within ``PROBE_TIMEOUT``."""
+        try:
+            self._http.get("/system_stats", timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def check_not_lost(self) -> None:
+        """Fail fast once the server is known to be gone: one quick check, no reconnect loop.
+
+        A server that answers again (restarted on the same URL) is simply used again."""
+        if self.lost is None:
+            return
+        if self.reachable():
+            self.lost = None
+            return
+        raise ServerLost(
+            "ComfyUI stopped answering during an earlier case and still does not answer: "
+            "this case was not run",
+            self.url,
+        )
 
     def object_info(self) -> dict[str, Any]:
         return self._get_json("/object_info")
@@ -178,6 +264,25 @@ class ComfyClient:
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         return self._request("GET", "/view", params=params).content
 
+    def download_to(self, output: OutputFile, path: Path) -> None:
+        """Stream an output file into ``path``: a big animation is never held whole."""
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
+        try:
+            with self._http.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise ServerError(
+                        f"GET /view answered HTTP {response.status_code}{_detail(response)}",
+                        self.url,
+                    )
+                with path.open("wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        handle.write(chunk)
+        except httpx.TransportError as exc:
+            raise self._failure(f"GET /view failed: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise ServerError(f"GET /view failed: {exc}", self.url) from None
+
     # -- running a prompt ------------------------------------------------------------------
 
     def run(
@@ -201,55 +306,11 @@ class ComfyClient:
             raise _rejection(answer, prompt)
         # Servers older than about 0.3.30 ignore a client's prompt_id and pick their own.
         prompt_id = run.prompt_id = str(answer.get("prompt_id") or prompt_id)
-        deadline = time.monotonic() + timeout
-        error: dict[str, Any] | None = None
-        interrupted: dict[str, Any] | None = None
-        node_started = time.monotonic()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._cancel(prompt_id)
-                node = run.executed_nodes[-1] if run.executed_nodes else None
-                where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
-                raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
-            try:
-                message = self._receive(ws, remaining, prompt_id)
-            except _Dropped:
-                # Reconnect first (a fresh socket, the old one closed), then ask /history:
-                # a prompt that ended while we were away is there; else we hear its end.
-                ws = self._websocket()
-                if self._get_json(f"/history/{prompt_id}").get(prompt_id):
-                    break
-                continue
-            if message is None:
-                continue
-            kind, data = message
-            if data.get("prompt_id") != prompt_id:
-                continue
-            now = time.monotonic()
-            if kind == "executing":
-                if run.executed_nodes:
-                    last = run.executed_nodes[-1]
-                    run.node_seconds[last] = now - node_started
-                if data.get("node") is None:
-                    break
-                run.executed_nodes.append(str(data["node"]))
-                node_started = now
-            elif kind == "progress":
-                node, value = str(data.get("node")), int(data.get("value", 0))
-                first = run.progress.get(node)
-                run.progress[node] = (
-                    (first[0], first[1], now, value) if first else (now, value, now, value)
-                )
-                if on_progress is not None:
-                    on_progress(node, value, int(data.get("max", 0)))
-            elif kind == "execution_cached":
-                run.cached_nodes = [str(node) for node in data.get("nodes", [])]
-            elif kind == "execution_error":
-                if data.get("exception_type") != "ExecutionBlocked":
-                    error = data
-            elif kind == "execution_interrupted":
-                interrupted = data
+        try:
+            error, interrupted = self._follow(ws, run, prompt, timeout, on_progress)
+        except KeyboardInterrupt:
+            self._cancel(prompt_id)  # Ctrl-C: leave the server idle for the next run
+            raise
         run.finished_at = time.monotonic()
         entry = self._get_json(f"/history/{prompt_id}").get(prompt_id)
         for kind, data in (entry or {}).get("status", {}).get("messages", []):
@@ -277,8 +338,80 @@ class ComfyClient:
             )
         if not entry:
             raise ServerError("the prompt finished but has no /history entry", self.url, prompt_id)
-        _read_history(entry, run)
+        _read_history(entry, run, prompt, self.url)
         return run
+
+    def _follow(
+        self,
+        ws: ClientConnection,
+        run: PromptRun,
+        prompt: Prompt,
+        timeout: float,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Read events until the prompt ends: (execution_error, execution_interrupted) data."""
+        prompt_id = run.prompt_id
+        deadline = time.monotonic() + timeout
+        error: dict[str, Any] | None = None
+        interrupted: dict[str, Any] | None = None
+        node_started = time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._cancel(prompt_id)
+                node = run.executed_nodes[-1] if run.executed_nodes else None
+                where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
+                raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
+            try:
+                message = self._receive(ws, remaining, prompt_id)
+            except _Dropped:
+                # Reconnect first (a fresh socket, the old one closed), then ask /history:
+                # a prompt that ended while we were away is there; else we hear its end.
+                try:
+                    ws = self._websocket()
+                    if self._get_json(f"/history/{prompt_id}").get(prompt_id):
+                        return error, interrupted
+                except ServerLost as lost:
+                    node = run.executed_nodes[-1] if run.executed_nodes else None
+                    where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
+                    self.lost = ServerLost(
+                        f"ComfyUI went away while the prompt ran{where}: the WebSocket closed "
+                        f"and the server no longer answers ({lost.message})",
+                        self.url,
+                        prompt_id,
+                    )
+                    raise self.lost from None
+                continue
+            if message is None:
+                continue
+            kind, data = message
+            if data.get("prompt_id") != prompt_id:
+                continue
+            now = time.monotonic()
+            if kind == "executing":
+                if run.executed_nodes:
+                    last = run.executed_nodes[-1]
+                    run.node_seconds[last] = now - node_started
+                if data.get("node") is None:
+                    return error, interrupted
+                run.executed_nodes.append(str(data["node"]))
+                node_started = now
+            elif kind == "progress":
+                node, value = str(data.get("node")), int(data.get("value", 0))
+                first = run.progress.get(node)
+                run.progress[node] = (
+                    (first[0], first[1], now, value) if first else (now, value, now, value)
+                )
+                if on_progress is not None:
+                    on_progress(node, value, int(data.get("max", 0)))
+            elif kind == "execution_cached":
+                run.cached_nodes = [str(node) for node in data.get("nodes", [])]
+            elif kind == "execution_error":
+                if data.get("exception_type") != "ExecutionBlocked":
+                    error = data
+            elif kind == "execution_interrupted":
+                interrupted = data
+        return error, interrupted
 
     # -- internals -------------------------------------------------------------------------
 
@@ -296,10 +429,12 @@ class ComfyClient:
                     f"{ws_url}/ws?clientId={self.client_id}",
                     open_timeout=self._timeout,
                     max_size=None,
+                    additional_headers=self._headers,
+                    ssl=self._tls if ws_url.startswith("wss://") else None,
                 )
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
-            raise ServerError(f"cannot open the WebSocket: {exc}", self.url) from None
+            raise self._failure(f"cannot open the WebSocket: {exc}") from None
         # The first frame is always "status": after it, messages for our client id reach us.
         self._ws, self._ws_stack = ws, stack
         self._receive(ws, self._timeout, None)
@@ -345,18 +480,37 @@ class ComfyClient:
     ) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._failure(f"{method} {path} failed: {exc}") from None
         except httpx.HTTPError as exc:
             raise ServerError(f"{method} {path} failed: {exc}", self.url) from None
         if response.status_code not in ok:
-            detail = response.text[:500].strip()
             raise ServerError(
-                f"{method} {path} answered HTTP {response.status_code}: {detail}", self.url
+                f"{method} {path} answered HTTP {response.status_code}{_detail(response)}",
+                self.url,
             )
         return response
+
+    def _failure(self, message: str) -> ServerError:
+        """A connection failed: ServerLost when a quick check finds the server gone."""
+        if self.reachable():
+            return ServerError(message, self.url)
+        self._drop_websocket()
+        self.lost = ServerLost(f"{message}; the server no longer answers", self.url)
+        return self.lost
 
 
 class _Dropped(ServerError):
     """The WebSocket closed under us; the prompt may still be running."""
+
+
+def _detail(response: httpx.Response) -> str:
+    """What an unexpected answer said; a redirect is named and never followed (an auth
+    header must not reach another host)."""
+    if response.is_redirect:
+        return f", a redirect to {response.headers.get('location')!r} (not followed)"
+    text = response.text[:500].strip()
+    return f": {text}" if text else ""
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:
@@ -393,7 +547,21 @@ def _rejection(answer: dict[str, Any], prompt: Prompt) -> PromptRejected:
     return PromptRejected(summary, problems)
 
 
-def _read_history(entry: dict[str, Any], run: PromptRun) -> None:
+def _read_history(entry: dict[str, Any], run: PromptRun, prompt: Prompt, url: str) -> None:
+    """Outputs and timestamps from a /history entry. Names that could reach outside a folder
+    (a node id that is not a plain name, a file name with a path in it) are refused."""
+    for node_id, ui in (entry.get("outputs") or {}).items():
+        if not SAFE_NODE_ID.fullmatch(str(node_id)):
+            raise ServerError(
+                f"/history lists outputs of a node named {str(node_id)!r}: not a node id; "
+                "nothing was downloaded",
+                url,
+                run.prompt_id,
+            )
+        for items in (ui or {}).values():
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and "filename" in item:
+                    _check_file_name(item, node_id, prompt, url, run.prompt_id)
     prompt_info = entry.get("prompt") or []
     if len(prompt_info) > 3 and isinstance(prompt_info[3], dict):
         run.create_time_ms = prompt_info[3].get("create_time")
@@ -426,3 +594,27 @@ def _read_history(entry: dict[str, Any], run: PromptRun) -> None:
                         )
                     )
                     index += 1
+
+
+def _check_file_name(
+    item: dict[str, Any], node_id: str, prompt: Prompt, url: str, prompt_id: str
+) -> None:
+    """A file name the server reported must be a plain name, its subfolder relative."""
+    name, subfolder = str(item["filename"]), str(item.get("subfolder", ""))
+    parts = subfolder.replace("\\", "/").split("/")
+    if (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or subfolder.startswith(("/", "\\"))
+        or ".." in parts
+        or "\0" in subfolder
+        or re.match(r"[A-Za-z]:", subfolder)
+    ):
+        raise ServerError(
+            f"/history reports an unsafe file for node {node_id} "
+            f"({node_label(prompt, str(node_id))[1]}): filename {name!r}, subfolder "
+            f"{subfolder!r}; nothing was downloaded",
+            url,
+            prompt_id,
+        )

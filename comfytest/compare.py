@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import imagehash
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_PHASH_TOLERANCE",
     "HASHES",
     "Comparison",
+    "FrameSource",
     "Tolerance",
     "compare",
     "compare_frames",
@@ -37,6 +38,9 @@ DEFAULT_HASH_SIZE = 8
 #: the hash 26-38 bits, another prompt 10-18, cfg 7 -> 1 6-16, but steps 20 -> 19 only 0-2;
 #: a deterministic CPU server reproduces 0. Add ``max_pixel_diff`` to see small changes.
 DEFAULT_PHASH_TOLERANCE = 2
+
+#: Values per band of rows when differencing pixels: memory stays bounded on big images.
+BAND_VALUES = 1 << 20
 
 HashFunction = Callable[[Image.Image, int], Any]
 HASHES: dict[str, HashFunction] = {
@@ -194,6 +198,14 @@ def _allowed(limit: float | None) -> str:
     return "" if limit is None else f" (allowed {limit})"
 
 
+class FrameSource(Protocol):
+    """Frames that can be counted and walked one at a time (a list, or ``Frames``)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Image.Image]: ...
+
+
 def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) -> Comparison:
     """Compare two decoded images under ``tolerance``."""
     if actual.size != baseline.size or actual.mode != baseline.mode:
@@ -204,13 +216,23 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
                 f"baseline {baseline.size[0]}x{baseline.size[1]} {baseline.mode}"
             ),
         )
-    a = np.asarray(actual, dtype=np.int16)
-    b = np.asarray(baseline, dtype=np.int16)
-    diff = np.abs(a - b)
-    max_diff = int(diff.max()) if diff.size else 0
+    # Band by band of rows, so a 2048x2048 image needs a few MiB beside its pixels, not
+    # hundreds: numpy sees one band of each image at a time.
+    width, height = actual.size
+    channels = len(actual.getbands())
+    rows = max(1, BAND_VALUES // max(1, width * channels))
+    max_diff, total, squares, count = 0, 0, 0.0, 0
+    for top in range(0, height, rows):
+        box = (0, top, width, min(height, top + rows))
+        a = np.asarray(actual.crop(box))
+        diff = np.abs(a.astype(np.int32) - np.asarray(baseline.crop(box)))
+        if diff.size:
+            max_diff = max(max_diff, int(diff.max()))
+            total += int(diff.sum(dtype=np.int64))
+            squares += float(np.square(diff, dtype=np.float64).sum())
+            count += diff.size
     if max_diff == 0:
         return Comparison(tolerance, distances=dict.fromkeys(tolerance.hashes(), 0))
-    mse = float(np.mean(diff.astype(np.float64) ** 2))
     distances = {
         name: int(
             HASHES[name](actual, tolerance.hash_size) - HASHES[name](baseline, tolerance.hash_size)
@@ -221,30 +243,36 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
         tolerance,
         distances=distances,
         max_pixel_diff=max_diff,
-        mean_pixel_diff=float(diff.mean()),
-        psnr=10 * math.log10(255**2 / mse),
+        mean_pixel_diff=total / count,
+        psnr=10 * math.log10(255**2 / (squares / count)),
     )
 
 
-def compare_frames(
-    actual: list[Image.Image], baseline: list[Image.Image], tolerance: Tolerance
-) -> Comparison:
-    """Compare animations frame by frame; the evidence is the worst frame's.
+def compare_frames(actual: FrameSource, baseline: FrameSource, tolerance: Tolerance) -> Comparison:
+    """Compare animations frame by frame, holding one frame of each at a time; the evidence
+    is the first failing frame's, else the most different frame's.
 
     A different frame count is its own verdict. A single frame is plain ``compare``."""
-    if len(actual) != len(baseline):
+    count = len(actual)
+    if count != len(baseline):
         return Comparison(
             tolerance,
-            size_mismatch=f"frame count differs: actual {len(actual)}, baseline {len(baseline)}",
-            frames=len(actual),
+            size_mismatch=f"frame count differs: actual {count}, baseline {len(baseline)}",
+            frames=count,
         )
-    if len(actual) == 1:
-        return compare(actual[0], baseline[0], tolerance)
-    results = [compare(a, b, tolerance) for a, b in zip(actual, baseline, strict=True)]
-    worst = next((i for i, r in enumerate(results) if not r.passed), None)
-    if worst is None:
-        worst = max(range(len(results)), key=lambda i: results[i].max_pixel_diff)
-    chosen = results[worst]
-    if chosen.identical:
-        return dataclasses.replace(chosen, frames=len(actual))
-    return dataclasses.replace(chosen, frames=len(actual), frame=worst)
+    chosen: tuple[int, Comparison] | None = None
+    for index, (a, b) in enumerate(zip(actual, baseline, strict=False)):
+        result = compare(a, b, tolerance)
+        if count == 1:
+            return result
+        if chosen is None or result.max_pixel_diff > chosen[1].max_pixel_diff:
+            chosen = (index, result)
+        if not result.passed:
+            chosen = (index, result)
+            break
+    if chosen is None:
+        return Comparison(tolerance, size_mismatch="no frames to compare", frames=0)
+    worst, found = chosen
+    if found.identical:
+        return dataclasses.replace(found, frames=count)
+    return dataclasses.replace(found, frames=count, frame=worst)

@@ -7,8 +7,11 @@ itself as the message a user should read: no traceback is needed to act on it.
     ├── CaseError              a case file is wrong: file:line and what to do
     ├── WorkflowError          a workflow file is unreadable or not API format
     ├── RuntimeSetupError      the managed ComfyUI could not be installed or started
-    ├── ServerError            talking to ComfyUI failed (infrastructure, not a regression)
-    │   └── CaseTimeout        a prompt did not finish in time (it was interrupted)
+    ├── ServerError            talking to ComfyUI failed (the server, not the workflow)
+    │   ├── CaseTimeout        a prompt did not finish in time (it was interrupted)
+    │   └── ServerLost         the server stopped answering (also an InfrastructureError)
+    ├── InfrastructureError    the case could not be tested at all: a pytest *error*, not a
+    │                          failure, and ``"outcome": "error"`` in results/run.json
     ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
     ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
     ├── OutputMismatch         outputs differ from their baselines, or a baseline is missing
@@ -28,11 +31,13 @@ __all__ = [
     "CaseTimeout",
     "ComfytestError",
     "ExecutionFailed",
+    "InfrastructureError",
     "NodeProblem",
     "OutputMismatch",
     "PromptRejected",
     "RuntimeSetupError",
     "ServerError",
+    "ServerLost",
     "TooSlow",
     "WorkflowError",
 ]
@@ -72,6 +77,7 @@ class ServerError(ComfytestError):
     """The ComfyUI server could not be reached or answered something unusable."""
 
     def __init__(self, message: str, url: str = "", prompt_id: str | None = None) -> None:
+        self.message = message
         self.url = url
         self.prompt_id = prompt_id
         context = ", ".join(
@@ -82,6 +88,19 @@ class ServerError(ComfytestError):
 
 class CaseTimeout(ServerError):
     """A prompt ran past its timeout; comfytest interrupted it and removed it from the queue."""
+
+
+class InfrastructureError(ComfytestError):
+    """The case could not be tested: says nothing about the workflow, so it is no regression.
+
+    The plugin reports it as a pytest error (``E``) rather than a failure (``F``)."""
+
+
+class ServerLost(ServerError, InfrastructureError):
+    """The server stopped answering (killed, crashed, network gone) during or before a case.
+
+    Raised after one quick reachability check; later cases of the run check once more and
+    fail fast with this same error instead of waiting out their timeouts."""
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,33 @@ from typing import Any
 import pytest
 
 from comfytest.cases import Case, load_cases
-from comfytest.errors import ComfytestError, OutputMismatch, TooSlow
+from comfytest.errors import ComfytestError, InfrastructureError, OutputMismatch, TooSlow
 from comfytest.progress import LiveProgress
 from comfytest.runner import CaseResult, Runner
 from comfytest.settings import Settings
 from comfytest.timecompare import SavedRun, compare_timing, execution_seconds
 
-__all__ = ["RUNNER_KEY", "SETTINGS_KEY", "CaseFile", "CaseItem", "case_name"]
+__all__ = [
+    "INFRASTRUCTURE",
+    "RUNNER_KEY",
+    "SETTINGS_KEY",
+    "CaseFile",
+    "CaseItem",
+    "case_name",
+    "is_infrastructure",
+]
 
 RUNNER_KEY = pytest.StashKey[Runner]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The user property that marks a case that could not be tested (an InfrastructureError).
+INFRASTRUCTURE = "comfytest_infrastructure"
+
+
+def is_infrastructure(report: pytest.TestReport) -> bool:
+    """A failed call whose case could not be tested: shown as an error, not a failure."""
+    return (
+        report.when == "call" and report.failed and INFRASTRUCTURE in dict(report.user_properties)
+    )
 
 
 def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
@@ -90,6 +107,13 @@ class CaseItem(pytest.Item):
         return case_name(self.path, settings.case_paths, self.config.rootpath)
 
     def runtest(self) -> None:
+        try:
+            self._run()
+        except InfrastructureError as exc:
+            self.user_properties.append((INFRASTRUCTURE, type(exc).__name__))
+            raise
+
+    def _run(self) -> None:
         runner = self.config.stash[RUNNER_KEY]
         runs = self.config.stash[SETTINGS_KEY].noise_floor
         if runs:
@@ -163,7 +187,7 @@ class CaseItem(pytest.Item):
             self.user_properties.append(("comfytest_sweep", json.dumps(sweep)))
 
     def _accept_hint(self, result: CaseResult) -> list[str]:
-        if not any(v.status in ("missing", "failed") for v in result.verdicts):
+        if not any(v.status in ("missing", "failed") and not v.unreadable for v in result.verdicts):
             return []
         mode = "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
         target = shlex.quote(

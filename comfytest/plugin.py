@@ -18,7 +18,14 @@ from comfytest.baselines import (
 )
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.errors import ServerError
-from comfytest.nodes import RUNNER_KEY, SETTINGS_KEY, CaseFile, CaseItem, worker_count
+from comfytest.nodes import (
+    RUNNER_KEY,
+    SETTINGS_KEY,
+    CaseFile,
+    CaseItem,
+    is_infrastructure,
+    worker_count,
+)
 from comfytest.records import case_record, run_record
 from comfytest.report import evidence_extras, write_html_report
 from comfytest.runner import Runner
@@ -50,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
             run_root=config.rootpath / ".comfytest" / "servers",
             server_args=settings.server_args,
             timeout=settings.timeout,
+            auth_env=settings.auth_env,
+            ca_bundle=settings.ca_bundle,
         )
 
 
@@ -71,6 +80,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             runner.client()
         except ServerError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """A case that could not be tested (the server was lost) is an error, not a failure."""
+    if is_infrastructure(report):
+        return "error", "E", "ERROR"
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -112,6 +130,7 @@ class Summary:
         self.compared: dict[str, str] = {}
         self.sweeps: list[dict[str, Any]] = []
         self.reports: list[tuple[str, Path]] = []
+        self.infrastructure = 0
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -129,9 +148,10 @@ class Summary:
             self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
             message = str(report.longrepr)[:2000] if report.failed else ""
-            self.cases.append(
-                case_record(report.nodeid, report.outcome, report.duration, props, message)
-            )
+            outcome = "error" if is_infrastructure(report) else report.outcome
+            if outcome == "error":
+                self.infrastructure += 1
+            self.cases.append(case_record(report.nodeid, outcome, report.duration, props, message))
         elif report.when == "setup" and folder and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.
             outcome = "skipped" if report.skipped else "error"
@@ -219,7 +239,7 @@ class Summary:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
-        if quiet:
+        if quiet and not self.infrastructure:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
@@ -228,6 +248,11 @@ class Summary:
             everything = self.config.option.verbose >= 1
             for line in summary_table(self.cases, everything=everything):
                 terminalreporter.write_line(line)
+        if self.infrastructure:
+            terminalreporter.write_line(
+                f"not tested: {self.infrastructure} case(s) errored because the server was "
+                "lost (infrastructure, not regressions)"
+            )
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")
             # In an update run a passing output is an unchanged baseline: say so.

@@ -180,9 +180,11 @@ def _inline(path: str | None, results: Path) -> dict[str, str] | None:
     try:
         data = file.read_bytes()
     except OSError:
-        return {"missing": path}
+        return {"missing": f"{path} (not found)"}
     if file.suffix == ".txt":
         return {"text": data.decode("utf-8", errors="replace"), "name": file.name}
+    if file.suffix != ".png":
+        return {"missing": f"{path}, kept as the server sent it: not a readable image"}
     return {"src": "data:image/png;base64," + base64.b64encode(data).decode(), "name": file.name}
 
 

@@ -6,6 +6,7 @@ and closes it at the end; the server is started lazily, on the first case that r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.baselines import (
+    DECODE_ERRORS,
     PENDING_MANIFEST,
     BaselineStore,
     Verdict,
@@ -29,10 +31,16 @@ from comfytest.baselines import (
     write_manifest,
 )
 from comfytest.cases import Case
-from comfytest.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallback, PromptRun
+from comfytest.client import (
+    DEFAULT_TIMEOUT,
+    ComfyClient,
+    ProgressCallback,
+    PromptRun,
+    header_from_env,
+)
 from comfytest.convert import ui_to_api
 from comfytest.environment import differences, server_fingerprint
-from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError
+from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.noise import OutputNoise, summarize
 from comfytest.preflight import (
     PreflightFailed,
@@ -77,7 +85,9 @@ class CaseResult:
         for verdict in self.verdicts:
             if verdict.ok:
                 continue
-            if verdict.status == "missing":
+            if verdict.unreadable:
+                lines.append(f"{self.case.name}: output {verdict.label} could not be judged")
+            elif verdict.status == "missing":
                 lines.append(f"{self.case.name}: output {verdict.label} has no baseline")
             else:
                 lines.append(f"{self.case.name}: output {verdict.label} differs from its baseline")
@@ -110,7 +120,12 @@ class Runner:
         run_root: Path | None = None,
         server_args: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
+        auth_env: str | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
+        """``auth_env`` names the environment variable holding an auth header for ``url``
+        (see ``header_from_env``); it is read when the client is made, and kept nowhere else.
+        """
         self.store = store
         self.url = url
         self.timeout = timeout
@@ -119,6 +134,8 @@ class Runner:
         self._runtime_name = runtime_name
         self._run_root = run_root
         self._server_args = tuple(server_args)
+        self._auth_env = auth_env
+        self._ca_bundle = ca_bundle
         self._server: ManagedServer | None = None
         self._client: ComfyClient | None = None
         self._object_info: dict[str, Any] | None = None
@@ -142,11 +159,12 @@ class Runner:
             raise self._setup_error
         if self._client is not None:
             if self._server is not None and not self._server.alive():
-                raise ServerError(
+                raise ServerLost(
                     f"the managed ComfyUI exited (code {self._server.process.returncode}); "
                     f"log {self._server.log_path}:\n{self._server.log_tail()}",
                     self._client.url,
                 )
+            self._client.check_not_lost()
             return self._client
         ready_s = 0.0
         try:
@@ -163,7 +181,8 @@ class Runner:
                 self._server_runtime = runtime
                 ready_s = time.monotonic() - started
                 url = self._server.url
-            client = ComfyClient(url)
+            header = header_from_env(self._auth_env) if self._auth_env else None
+            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version", "?")
                 # Nothing cached before this run counts: models are read from disk again.
@@ -271,39 +290,10 @@ class Runner:
             if attempt >= warmup and run.execution_s is not None:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
-        download_s = compare_s = 0.0
-        for output in run.outputs:
-            if not output.filename.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            t0 = time.perf_counter()
-            data = client.download(output)
-            t1 = time.perf_counter()
-            frames = read_frames(data)
-            result.verdicts.append(
-                self.store.judge(
-                    f"{case_name}/{case.folder}",
-                    output.key,
-                    _label(prompt, output.node_id, output.index),
-                    frames,
-                    case.tolerance.for_output(output.key),
-                )
-            )
-            if case.cell and result.cell_image is None:
-                # The sweep report shows each cell's first image output.
-                result.cell_image = self.store.results / case_name / case.folder / "cell.png"
-                atomic_write(result.cell_image, png_bytes(frames))
-            download_s += t1 - t0
-            compare_s += time.perf_counter() - t1
-        for text in run.texts:
-            result.verdicts.append(
-                self.store.judge_text(
-                    f"{case_name}/{case.folder}",
-                    text.key,
-                    _label(prompt, text.node_id, text.index, "text"),
-                    text.text,
-                    case.tolerance.for_output(text.key),
-                )
-            )
+        folder = f"{case_name}/{case.folder}"
+        with self.store.writing(folder):  # one update run at a time per case folder
+            download_s, compare_s = self._judge_outputs(case, folder, prompt, result)
+            self._write_manifest(case, folder, prompt, result)
         seconds = {
             "prepare_s": queued - started,
             "prompt_s": ran - queued,
@@ -321,7 +311,55 @@ class Runner:
         }
         if repeat > 1 or warmup:
             result.timings["repeats"] = spread(executions) | {"warmup": warmup}
-        folder = f"{case_name}/{case.folder}"
+        return result
+
+    def _judge_outputs(
+        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+    ) -> tuple[float, float]:
+        """Download and judge every image and text output; (download, compare) seconds."""
+        client, run = self.client(), result.run
+        download_s = compare_s = 0.0
+        with tempfile.TemporaryDirectory(prefix="comfytest-download-") as downloads:
+            for output in run.outputs:
+                if not output.filename.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                t0 = time.perf_counter()
+                data = Path(downloads) / f"{output.key}.download"
+                client.download_to(output, data)
+                t1 = time.perf_counter()
+                verdict = self.store.judge(
+                    folder,
+                    output.key,
+                    _label(prompt, output.node_id, output.index),
+                    data,  # decoded frame by frame while judging
+                    case.tolerance.for_output(output.key),
+                )
+                result.verdicts.append(verdict)
+                if case.cell and result.cell_image is None:
+                    # The sweep report shows each cell's first image output.
+                    with contextlib.suppress(*DECODE_ERRORS):
+                        cell = png_bytes(read_frames(data))
+                        result.cell_image = self.store.results / folder / "cell.png"
+                        atomic_write(result.cell_image, cell)
+                data.unlink()
+                download_s += t1 - t0
+                compare_s += time.perf_counter() - t1
+        for text in run.texts:
+            result.verdicts.append(
+                self.store.judge_text(
+                    folder,
+                    text.key,
+                    _label(prompt, text.node_id, text.index, "text"),
+                    text.text,
+                    case.tolerance.for_output(text.key),
+                )
+            )
+        return download_s, compare_s
+
+    def _write_manifest(
+        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+    ) -> None:
+        """Refresh the manifest when baselines were written, else note environment changes."""
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
@@ -340,7 +378,6 @@ class Runner:
             atomic_write(pending, body.encode())
         else:
             pending.unlink(missing_ok=True)
-        return result
 
     def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
         """Run ``case`` ``runs`` times with ComfyUI's cache defeated; the spread per output."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class Settings:
     case_paths: tuple[Path, ...]
     #: Where to write the HTML report, or None for no report.
     report: Path | None = None
+    #: The name of the environment variable holding the auth header, never its value.
+    auth_env: str | None = None
+    ca_bundle: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -84,6 +88,15 @@ class Settings:
             if report_ini
             else None
         )
+        auth_env = str(pick("comfy_auth_env") or "") or None
+        if auth_env and not os.environ.get(auth_env, "").strip():
+            raise pytest.UsageError(
+                f"--comfy-auth-env={auth_env}: the environment variable {auth_env} is not set"
+            )
+        ca_bundle = str(pick("comfy_ca_bundle") or "") or None
+        ca_path = (root / Path(ca_bundle).expanduser()) if ca_bundle else None
+        if ca_path is not None and not ca_path.is_file():
+            raise pytest.UsageError(f"--comfy-ca-bundle={ca_bundle}: no such file")
         return cls(
             url=str(url).rstrip("/") if url else None,
             launch=launch,
@@ -105,6 +118,8 @@ class Settings:
             server_args=tuple(config.getoption("comfy_server_args") or ()),
             case_paths=tuple(root / p for p in config.getini("comfy_case_paths")),
             report=report,
+            auth_env=auth_env,
+            ca_bundle=ca_path,
         )
 
 
@@ -239,7 +254,24 @@ def add_options(parser: pytest.Parser) -> None:
         help="write a self-contained HTML report of the run here (e.g. report.html)",
     )
     parser.addini("comfy_report", "default for --comfy-report", default="")
+    group.addoption(
+        "--comfy-auth-env",
+        dest="comfy_auth_env",
+        metavar="NAME",
+        default=None,
+        help="send the auth header held by environment variable NAME to the server: a token "
+        "(sent as 'Authorization: Bearer <token>') or a whole 'Header-Name: value'",
+    )
+    group.addoption(
+        "--comfy-ca-bundle",
+        dest="comfy_ca_bundle",
+        metavar="PEM",
+        default=None,
+        help="verify an https server against these CA certificates (default: the system's)",
+    )
     parser.addini("comfy_url", "default for --comfy-url", default="")
+    parser.addini("comfy_auth_env", "default for --comfy-auth-env", default="")
+    parser.addini("comfy_ca_bundle", "default for --comfy-ca-bundle", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")
     parser.addini(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 # Loaded once here: pytester's in-process runs drop modules imported during a run, and numpy's
@@ -55,3 +58,18 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def wait_for_running(url: str, steps: int, pytest_process: subprocess.Popen[bytes]) -> None:
+    """Until the server executes a prompt with a KSampler of ``steps`` (polling GET /queue:
+    another client's progress has no event we could wait on)."""
+    deadline = time.monotonic() + 300  # a hang guard only
+    while time.monotonic() < deadline:
+        assert pytest_process.poll() is None, "pytest ended before the long case ran"
+        running = httpx.get(f"{url}/queue", timeout=10).json()["queue_running"]
+        if any(
+            node["inputs"].get("steps") == steps for item in running for node in item[2].values()
+        ):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no prompt with {steps} steps started on {url}")

@@ -1,8 +1,13 @@
-"""Faults against the real server: timeouts, restarts, an unreachable URL."""
+"""Faults against the real server: timeouts, restarts, an unreachable URL, a killed server."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +17,8 @@ from comfytest.baselines import BaselineStore
 from comfytest.cases import Case, load_cases
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
+
+from .conftest import wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +39,8 @@ def test_a_case_past_its_timeout_is_interrupted_and_the_next_runs(
     result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["timed out after 3 s at node 3 (KSampler) (http://127.0.0.1:*, prompt *)"]
+        # The node it stopped at depends on the machine's load (a model load may take 3 s).
+        ["timed out after 3 s at node * (*) (http://127.0.0.1:*, prompt *)"]
     )
     assert "Traceback" not in result.stdout.str()
 
@@ -112,3 +120,66 @@ def test_a_websocket_dropped_mid_case_still_gives_the_right_verdict(
         assert dropped.run.execution_s > 1.0, "the socket closed while the prompt ran"
     finally:
         runner.close()
+
+
+def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
+    runtime: Runtime, project: Path, tmp_path: Path
+) -> None:
+    # A dedicated server, so that killing it leaves the session's server alone.
+    server = start_server(runtime, tmp_path / "doomed", log=lambda message: None)
+    (project / "cases/t.yaml").write_text(
+        "workflow: workflows/txt2img.json\nseed: 1\ncases:\n"
+        "  - id: a-before\n"
+        "  - id: b-endless\n    inputs: {KSampler: {steps: 5000}}\n"
+        "  - id: c-after\n"
+        "  - id: d-after\n"
+    )
+    log = project / "pytest.log"
+    try:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    f"--comfy-url={server.url}",
+                    "--comfy-update=missing",
+                    "--comfy-timeout=600",  # the cases must not wait for this
+                    "-p",
+                    "no:cacheprovider",
+                    "-rE",
+                ],
+                cwd=project,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_running(server.url, 5000, process)
+            os.killpg(server.pid, signal.SIGKILL)
+            process.wait(120)  # a hang guard: the run ends on its own
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        server.stop()
+    output = log.read_text()
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "1 passed, 3 errors" in output, output
+    assert "Traceback" not in output
+    assert "ERROR cases/t.yaml::b-endless - " in output
+    assert "ERROR cases/t.yaml::d-after - " in output
+    assert "not tested: 3 case(s) errored because the server was lost" in output
+    record = json.loads((project / ".comfytest/results/run.json").read_text())
+    cases = {case["id"].split("::")[1]: case for case in record["cases"]}
+    assert {name: case["outcome"] for name, case in cases.items()} == {
+        "a-before": "passed",
+        "b-endless": "error",
+        "c-after": "error",
+        "d-after": "error",
+    }
+    assert cases["b-endless"]["message"].startswith(
+        "ComfyUI went away while the prompt ran at node 3 (KSampler): the WebSocket closed "
+        "and the server no longer answers"
+    )
+    for later in ("c-after", "d-after"):
+        assert "still does not answer: this case was not run" in cases[later]["message"]
