@@ -72,7 +72,7 @@ def fingerprint(
     """
     system = system_stats.get("system", {})
     devices = system_stats.get("devices") or [{}]
-    specs = {name: spec.get("input") for name, spec in object_info.items()}
+    specs = {name: _shape(spec.get("input") or {}) for name, spec in object_info.items()}
     blob = json.dumps(specs, sort_keys=True, separators=(",", ":"), default=str).encode()
     found = {
         "comfyui_version": system.get("comfyui_version"),
@@ -96,6 +96,23 @@ def fingerprint(
     if runtime:
         found["runtime"] = runtime
     return found
+
+
+def _shape(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's inputs as names and types only. Option lists and limits are left out: combo
+    lists name files and folders of the server (LoadImage's images, dataset folders) that
+    change with every upload, and model lists are fingerprinted on their own."""
+    return {
+        section: {
+            name: (spec[0] if isinstance(spec[0], str) else "COMBO")
+            if isinstance(spec, list) and spec
+            else str(spec)
+            for name, spec in entries.items()
+        }
+        if isinstance(entries, Mapping)
+        else str(entries)
+        for section, entries in inputs.items()
+    }
 
 
 def _size(root: Path | None, folder: str, name: str) -> int | None:

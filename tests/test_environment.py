@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import uuid
 from pathlib import Path
 
+from PIL import Image
+
+from comfytest.client import ComfyClient
 from comfytest.environment import differences, fingerprint
+from comfytest.runtime import ManagedServer
 
 STATS = {
     "system": {
@@ -46,3 +52,23 @@ def test_differences_name_what_changed() -> None:
         "model checkpoints/c.safetensors is new",
     ]
     assert differences(old, old) == []
+
+
+def test_uploaded_images_do_not_change_the_node_digest(comfy: ManagedServer) -> None:
+    """LoadImage lists the server's input folder: an upload changes /object_info, not a node."""
+    with ComfyClient(comfy.url) as client:
+        before = fingerprint(STATS, client.object_info(), {})["node_classes"]
+        color = tuple(uuid.uuid4().bytes[:3])  # a file the server has not seen
+        Image.new("RGB", (8, 8), color).save(buffer := io.BytesIO(), format="PNG")
+        upload = comfy.run_dir / "digest-probe.png"
+        upload.write_bytes(buffer.getvalue())
+        name = client.upload_image(upload, subfolder="")  # LoadImage lists the top level
+        info = client.object_info()
+        assert any(name in str(spec) for spec in info["LoadImage"]["input"]["required"]["image"])
+        assert fingerprint(STATS, info, {})["node_classes"] == before
+    steps = {"KSampler": {"input": {"required": {"steps": ["INT", {"min": 1}]}}}}
+    steps_and_cfg = {"KSampler": {"input": {"required": {"steps": ["INT"], "cfg": ["FLOAT"]}}}}
+    assert (
+        fingerprint(STATS, steps, {})["node_classes"]
+        != fingerprint(STATS, steps_and_cfg, {})["node_classes"]
+    ), "a new input is a change"
