@@ -7,6 +7,7 @@ is written, COMFYUI_API.md §2.5); there is no sleep and no polling on the main 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -174,6 +175,11 @@ class ComfyClient:
         )
         self._ws: ClientConnection | None = None
         self._ws_stack = contextlib.ExitStack()
+        #: How many WebSockets this client opened: a prompt queued on an earlier one may
+        #: have ended unheard.
+        self._connections = 0
+        #: Prompts queued with ``submit`` and not yet waited for: their messages so far.
+        self._early: dict[str, _Early] = {}
         self._uploaded: dict[str, str] = {}
         #: Set when the server stopped answering; later calls check once and fail fast.
         self.lost: ServerLost | None = None
@@ -285,27 +291,45 @@ class ComfyClient:
 
     # -- running a prompt ------------------------------------------------------------------
 
-    def run(
-        self,
-        prompt: Prompt,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> PromptRun:
-        """Queue ``prompt``, wait for it on the WebSocket, and read its outputs from /history.
+    def submit(self, prompt: Prompt) -> str:
+        """Queue ``prompt`` and return its id without waiting for it.
 
-        ``on_progress(node_id, value, max)`` is called for each ``progress`` message (a
-        sampler's steps, say) as it arrives."""
-        ws = self._websocket()
+        ``run(prompt, queued=id)`` waits for it later; its WebSocket messages that arrive
+        in between (while another prompt is followed) are kept for that wait, so the server
+        can start it the moment the previous prompt ends."""
+        self._websocket()  # open before queueing, or the first messages are lost
         prompt_id = str(uuid.uuid4())
-        run = PromptRun(prompt_id=prompt_id, submitted_at=time.monotonic())
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
         response = self._http_call("POST", "/prompt", json=body, ok=(200, 400))
         answer = _json(response, self.url)
         if response.status_code == 400 or answer.get("node_errors"):
             raise _rejection(answer, prompt)
         # Servers older than about 0.3.30 ignore a client's prompt_id and pick their own.
-        prompt_id = run.prompt_id = str(answer.get("prompt_id") or prompt_id)
+        prompt_id = str(answer.get("prompt_id") or prompt_id)
+        self._early[prompt_id] = _Early(self._connections, time.monotonic())
+        return prompt_id
+
+    def cancel(self, prompt_id: str) -> None:
+        """Stop a prompt queued with ``submit``: interrupt it if it runs, else dequeue it."""
+        self._early.pop(prompt_id, None)
+        self._cancel(prompt_id)
+
+    def run(
+        self,
+        prompt: Prompt,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_progress: ProgressCallback | None = None,
+        queued: str | None = None,
+    ) -> PromptRun:
+        """Queue ``prompt`` (unless ``queued`` gives the id ``submit`` returned for it), wait
+        for it on the WebSocket, and read its outputs from /history.
+
+        ``on_progress(node_id, value, max)`` is called for each ``progress`` message (a
+        sampler's steps, say) as it arrives."""
+        prompt_id = queued if queued in self._early else self.submit(prompt)
+        ws = self._websocket()
+        run = PromptRun(prompt_id=prompt_id, submitted_at=self._early[prompt_id].submitted_at)
         try:
             error, interrupted = self._follow(ws, run, prompt, timeout, on_progress)
         except KeyboardInterrupt:
@@ -349,12 +373,25 @@ class ComfyClient:
         timeout: float,
         on_progress: ProgressCallback | None,
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Read events until the prompt ends: (execution_error, execution_interrupted) data."""
+        """Read events until the prompt ends: (execution_error, execution_interrupted) data.
+
+        Messages that came while another prompt was followed are replayed first, with the
+        times they arrived."""
         prompt_id = run.prompt_id
+        early = self._early.pop(prompt_id)
         deadline = time.monotonic() + timeout
         error: dict[str, Any] | None = None
         interrupted: dict[str, Any] | None = None
         node_started = time.monotonic()
+        replay = collections.deque(early.messages)
+        ended = any(kind == "executing" and data.get("node") is None for _, kind, data in replay)
+        # A WebSocket replaced since it was queued may have missed its end: ask /history.
+        if (
+            early.connection != self._connections
+            and not ended
+            and self._get_json(f"/history/{prompt_id}").get(prompt_id)
+        ):
+            replay.append((time.monotonic(), "executing", {"prompt_id": prompt_id}))
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -362,32 +399,27 @@ class ComfyClient:
                 node = run.executed_nodes[-1] if run.executed_nodes else None
                 where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
                 raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
-            try:
-                message = self._receive(ws, remaining, prompt_id)
-            except _Dropped:
-                # Reconnect first (a fresh socket, the old one closed), then ask /history:
-                # a prompt that ended while we were away is there; else we hear its end.
+            if replay:
+                now, kind, data = replay.popleft()
+            else:
                 try:
-                    ws = self._websocket()
-                    if self._get_json(f"/history/{prompt_id}").get(prompt_id):
+                    message = self._receive(ws, remaining, prompt_id)
+                except _Dropped:
+                    fresh = self._reconnect(run, prompt)
+                    if fresh is None:
                         return error, interrupted
-                except ServerLost as lost:
-                    node = run.executed_nodes[-1] if run.executed_nodes else None
-                    where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
-                    self.lost = ServerLost(
-                        f"ComfyUI went away while the prompt ran{where}: the WebSocket closed "
-                        f"and the server no longer answers ({lost.message})",
-                        self.url,
-                        prompt_id,
-                    )
-                    raise self.lost from None
-                continue
-            if message is None:
-                continue
-            kind, data = message
-            if data.get("prompt_id") != prompt_id:
-                continue
-            now = time.monotonic()
+                    ws = fresh
+                    continue
+                if message is None:
+                    continue
+                kind, data = message
+                now = time.monotonic()
+                other = self._early.get(str(data.get("prompt_id")))
+                if other is not None:
+                    other.messages.append((now, kind, data))  # a prompt queued behind ours
+                    continue
+                if data.get("prompt_id") != prompt_id:
+                    continue
             if kind == "executing":
                 if run.executed_nodes:
                     last = run.executed_nodes[-1]
@@ -413,6 +445,25 @@ class ComfyClient:
                 interrupted = data
         return error, interrupted
 
+    def _reconnect(self, run: PromptRun, prompt: Prompt) -> ClientConnection | None:
+        """After a dropped WebSocket: a fresh one (the old one closed first), or None when
+        /history shows the prompt ended while we were away; ServerLost when nothing answers."""
+        try:
+            ws = self._websocket()
+            if self._get_json(f"/history/{run.prompt_id}").get(run.prompt_id):
+                return None
+        except ServerLost as lost:
+            node = run.executed_nodes[-1] if run.executed_nodes else None
+            where = f" at node {node} ({node_label(prompt, node)[1]})" if node else ""
+            self.lost = ServerLost(
+                f"ComfyUI went away while the prompt ran{where}: the WebSocket closed "
+                f"and the server no longer answers ({lost.message})",
+                self.url,
+                run.prompt_id,
+            )
+            raise self.lost from None
+        return ws
+
     # -- internals -------------------------------------------------------------------------
 
     def _websocket(self) -> ClientConnection:
@@ -437,6 +488,7 @@ class ComfyClient:
             raise self._failure(f"cannot open the WebSocket: {exc}") from None
         # The first frame is always "status": after it, messages for our client id reach us.
         self._ws, self._ws_stack = ws, stack
+        self._connections += 1
         self._receive(ws, self._timeout, None)
         return ws
 
@@ -498,6 +550,16 @@ class ComfyClient:
         self._drop_websocket()
         self.lost = ServerLost(f"{message}; the server no longer answers", self.url)
         return self.lost
+
+
+@dataclass
+class _Early:
+    """A prompt queued with ``submit``: on which WebSocket, when, and its messages so far
+    as (arrival time, type, data)."""
+
+    connection: int
+    submitted_at: float
+    messages: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
 
 
 class _Dropped(ServerError):

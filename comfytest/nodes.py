@@ -100,6 +100,19 @@ class CaseItem(pytest.Item):
         super().__init__(**kwargs)
         self.case = case
         self.case_index = index
+        #: The case that runs after this one in this process, when its prompt may be queued
+        #: while this one runs (set by the plugin from pytest's ``nextitem``).
+        self.then: Case | None = None
+
+    def queueable(self) -> Case | None:
+        """This item's case, when its prompt can be queued before the item runs: a plain
+        run (no repeats, no noise floor) with no mark that might skip it."""
+        settings = self.config.stash[SETTINGS_KEY]
+        repeat = settings.repeat if settings.repeat is not None else self.case.repeat
+        warmup = settings.warmup if settings.warmup is not None else self.case.warmup
+        skippable = any(self.get_closest_marker(name) for name in ("skip", "skipif", "xfail"))
+        plain = repeat == 1 and not warmup and not settings.noise_floor
+        return self.case if plain and not skippable else None
 
     @property
     def case_name(self) -> str:
@@ -127,6 +140,7 @@ class CaseItem(pytest.Item):
             repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
             warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
             on_progress=self._live_progress(),
+            then=self.then,
         )
         self._record(result, runner.client().url)
         if not result.passed:
@@ -168,6 +182,7 @@ class CaseItem(pytest.Item):
         ):
             self.user_properties.append((name, json.dumps(value)))
         self.user_properties.append(("comfytest_server", server))
+        self.user_properties.append(("comfytest_prompt_id", result.run.prompt_id))
         if self.case.description:
             self.user_properties.append(("comfytest_description", self.case.description))
         if self.case.cell:

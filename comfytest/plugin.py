@@ -91,6 +91,13 @@ def pytest_report_teststatus(
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Tell a case which case follows it, so its prompt can wait in the server's queue."""
+    if isinstance(item, CaseItem):
+        item.then = nextitem.queueable() if isinstance(nextitem, CaseItem) else None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
     if file_path.suffix not in CASE_SUFFIXES or file_path.name == DEFAULTS_FILE:
         return None

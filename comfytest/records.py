@@ -30,6 +30,7 @@ def case_record(
         "outcome": outcome,
         "duration_s": round(duration, 4),
         "server": props.get("comfytest_server"),
+        "prompt_id": props.get("comfytest_prompt_id"),
         "outputs": loaded("comfytest_outputs"),
         "comparisons": loaded("comfytest_comparisons"),
         "timings": loaded("comfytest_timings"),

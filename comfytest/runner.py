@@ -142,6 +142,8 @@ class Runner:
         self._environment: dict[str, Any] | None = None
         self._server_runtime: Runtime | None = None
         self._setup_error: ComfytestError | None = None
+        #: The next case, its prompt and id, queued behind the running one.
+        self._ahead: tuple[Case, dict[str, Any], str] | None = None
         #: One line about the server this runner used, once it was reached.
         self.server_line = ""
 
@@ -260,22 +262,42 @@ class Runner:
         repeat: int = 1,
         warmup: int = 0,
         on_progress: ProgressCallback | None = None,
+        then: Case | None = None,
     ) -> CaseResult:
         """Run one case and judge each output against its baseline.
 
         With ``warmup`` and ``repeat``, the prompt first runs ``warmup`` times untimed, then
         ``repeat`` times timed, sampling afresh each time (only loaders may be cached); the
-        last run's outputs are judged."""
+        last run's outputs are judged.
+
+        ``then`` is the case that runs next: its prompt is queued behind this one's, so the
+        server starts it while this case's outputs download and are judged."""
         started = time.perf_counter()
         client = self.client()
         info = self.object_info()
         fresh = "compute" if repeat > 1 or warmup else "outputs"
         executions: list[float] = []
+        ahead = self._take_ahead(case)
+        if ahead is not None and fresh != "outputs":
+            client.cancel(ahead[1])  # queued for one plain run; repeats sample afresh
+            ahead = None
         for attempt in range(warmup + repeat):
-            prompt = self.prepare(case, fresh=fresh)
+            if ahead is not None:
+                prompt, prompt_id = ahead
+                ahead = None
+            else:
+                prompt = self.prepare(case, fresh=fresh)
+                prompt_id = client.submit(prompt)
+            if then is not None and attempt == warmup + repeat - 1:
+                self._queue_ahead(then)
             queued = time.perf_counter()
             progress = _named(on_progress, prompt)
-            run = client.run(prompt, timeout=case.timeout or self.timeout, on_progress=progress)
+            run = client.run(
+                prompt,
+                timeout=case.timeout or self.timeout,
+                on_progress=progress,
+                queued=prompt_id,
+            )
             ran = time.perf_counter()
             allowed = set(loader_nodes(prompt, info)) if fresh == "compute" else set(prompt)
             allowed -= set(output_nodes(prompt, info))
@@ -382,6 +404,7 @@ class Runner:
     def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
         """Run ``case`` ``runs`` times with ComfyUI's cache defeated; the spread per output."""
         client = self.client()
+        self._drop_ahead()
         images: dict[str, list[Image.Image]] = {}
         for _ in range(runs):
             prompt = self.prepare(case, fresh="all")
@@ -431,7 +454,32 @@ class Runner:
             "environment": self.environment(),
         }
 
+    def _queue_ahead(self, case: Case) -> None:
+        """Queue ``case``'s prompt now, behind the running one (see ``run_case``)."""
+        try:
+            prompt = self.prepare(case)
+            self._ahead = (case, prompt, self.client().submit(prompt))
+        except ComfytestError:
+            self._ahead = None  # the case meets the same error when it runs, and reports it
+
+    def _take_ahead(self, case: Case) -> tuple[dict[str, Any], str] | None:
+        """The prompt queued ahead for ``case`` and its id; one queued for another case
+        (a case that was then skipped or deselected, say) is cancelled."""
+        if self._ahead is not None and self._ahead[0] is case:
+            _, prompt, prompt_id = self._ahead
+            self._ahead = None
+            return prompt, prompt_id
+        self._drop_ahead()
+        return None
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None and self._client is not None:
+            self._client.cancel(self._ahead[2])
+        self._ahead = None
+
     def close(self) -> None:
+        with contextlib.suppress(ComfytestError):
+            self._drop_ahead()
         if self._client is not None:
             self._client.close()
             self._client = None
