@@ -51,6 +51,8 @@ DEFAULT_TIMEOUT = 300.0
 REQUEST_TIMEOUT = 30.0
 #: ``on_progress(node_id, value, max)``: one ``progress`` message of the running prompt.
 ProgressCallback = Callable[[str, int, int], None]
+#: Outputs up to this size are judged from memory; bigger ones are streamed to a file.
+IN_MEMORY_LIMIT = 16 << 20
 #: Seconds for the one reachability check made after a connection failed.
 PROBE_TIMEOUT = 3.0
 #: A node id that can become part of a local file name (``<node>-<index>.png``).
@@ -270,8 +272,11 @@ class ComfyClient:
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         return self._request("GET", "/view", params=params).content
 
-    def download_to(self, output: OutputFile, path: Path) -> None:
-        """Stream an output file into ``path``: a big animation is never held whole."""
+    def download_to(
+        self, output: OutputFile, path: Path, *, in_memory: int = IN_MEMORY_LIMIT
+    ) -> bytes | Path:
+        """An output file: its bytes when it is at most ``in_memory`` bytes, else streamed
+        into ``path`` (returned), so a big animation is never held whole."""
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         try:
             with self._http.stream("GET", "/view", params=params) as response:
@@ -281,9 +286,20 @@ class ComfyClient:
                         f"GET /view answered HTTP {response.status_code}{_detail(response)}",
                         self.url,
                     )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes(1 << 20):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > in_memory:
+                        break
+                else:
+                    return b"".join(chunks)
                 with path.open("wb") as handle:
+                    handle.writelines(chunks)
                     for chunk in response.iter_bytes(1 << 20):
                         handle.write(chunk)
+                return path
         except httpx.TransportError as exc:
             raise self._failure(f"GET /view failed: {exc}") from None
         except httpx.HTTPError as exc:

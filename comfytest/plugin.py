@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(Summary(config), "comfytest-summary")
     html = config.pluginmanager.get_plugin("html")
-    if html is not None:
+    if html is not None and getattr(config.option, "htmlpath", None):
         config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
     if settings.configured:
         store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)

@@ -7,6 +7,7 @@ offline from disk or from a CI artefact. Failures come first; a filter hides the
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +58,7 @@ def write_html_report(record: Mapping[str, Any], results: Path, out: Path) -> No
     atomic_write(out, render_report(record, results).encode("utf-8"))
 
 
+@functools.cache
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("comfytest", "templates"),

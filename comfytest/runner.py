@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -20,12 +21,10 @@ from typing import Any
 from PIL import Image
 
 from comfytest.baselines import (
-    DECODE_ERRORS,
     PENDING_MANIFEST,
     BaselineStore,
     Verdict,
     atomic_write,
-    png_bytes,
     read_frames,
     read_manifest,
     write_manifest,
@@ -144,6 +143,7 @@ class Runner:
         self._setup_error: ComfytestError | None = None
         #: The next case, its prompt and id, queued behind the running one.
         self._ahead: tuple[Case, dict[str, Any], str] | None = None
+        self._download_dir: Path | None = None
         #: One line about the server this runner used, once it was reached.
         self.server_line = ""
 
@@ -341,31 +341,32 @@ class Runner:
         """Download and judge every image and text output; (download, compare) seconds."""
         client, run = self.client(), result.run
         download_s = compare_s = 0.0
-        with tempfile.TemporaryDirectory(prefix="comfytest-download-") as downloads:
-            for output in run.outputs:
-                if not output.filename.lower().endswith(IMAGE_SUFFIXES):
-                    continue
-                t0 = time.perf_counter()
-                data = Path(downloads) / f"{output.key}.download"
-                client.download_to(output, data)
-                t1 = time.perf_counter()
-                verdict = self.store.judge(
-                    folder,
-                    output.key,
-                    _label(prompt, output.node_id, output.index),
-                    data,  # decoded frame by frame while judging
-                    case.tolerance.for_output(output.key),
+        downloads = self._downloads()
+        for output in run.outputs:
+            if not output.filename.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            t0 = time.perf_counter()
+            data = client.download_to(output, downloads / f"{output.key}.download")
+            t1 = time.perf_counter()
+            verdict = self.store.judge(
+                folder,
+                output.key,
+                _label(prompt, output.node_id, output.index),
+                data,  # decoded frame by frame while judging
+                case.tolerance.for_output(output.key),
+            )
+            result.verdicts.append(verdict)
+            if case.cell and result.cell_image is None:
+                # The sweep report shows each cell's first image output.
+                # The file as ComfyUI wrote it: the report reads its first frame.
+                result.cell_image = self.store.results / folder / "cell.png"
+                atomic_write(
+                    result.cell_image, data if isinstance(data, bytes) else data.read_bytes()
                 )
-                result.verdicts.append(verdict)
-                if case.cell and result.cell_image is None:
-                    # The sweep report shows each cell's first image output.
-                    with contextlib.suppress(*DECODE_ERRORS):
-                        cell = png_bytes(read_frames(data))
-                        result.cell_image = self.store.results / folder / "cell.png"
-                        atomic_write(result.cell_image, cell)
+            if isinstance(data, Path):
                 data.unlink()
-                download_s += t1 - t0
-                compare_s += time.perf_counter() - t1
+            download_s += t1 - t0
+            compare_s += time.perf_counter() - t1
         for text in run.texts:
             result.verdicts.append(
                 self.store.judge_text(
@@ -454,6 +455,12 @@ class Runner:
             "environment": self.environment(),
         }
 
+    def _downloads(self) -> Path:
+        """A private folder for outputs too big to judge from memory, made once per run."""
+        if self._download_dir is None:
+            self._download_dir = Path(tempfile.mkdtemp(prefix="comfytest-download-"))
+        return self._download_dir
+
     def _queue_ahead(self, case: Case) -> None:
         """Queue ``case``'s prompt now, behind the running one (see ``run_case``)."""
         try:
@@ -480,6 +487,9 @@ class Runner:
     def close(self) -> None:
         with contextlib.suppress(ComfytestError):
             self._drop_ahead()
+        if self._download_dir is not None:
+            shutil.rmtree(self._download_dir, ignore_errors=True)
+            self._download_dir = None
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -39,11 +39,25 @@ def cases(seed: int) -> str:
 def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
     with (project / "pytest.log").open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args],
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+def wait_for_result(project: Path, line: str, process: subprocess.Popen[bytes]) -> None:
+    """Until pytest has reported ``line`` (e.g. "b-second PASSED"). The next case's prompt
+    is queued ahead and may start before the previous case is judged, so a running prompt
+    alone does not mean the cases before it are done."""
+    deadline = time.monotonic() + 300  # a hang guard only
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "pytest ended before reporting " + line
+        if line in (project / "pytest.log").read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"pytest never reported {line!r}")
 
 
 def check_baselines(root: Path) -> dict[str, set[str]]:
@@ -82,6 +96,7 @@ def test_kill_9_during_an_update_run_keeps_what_finished_and_nothing_half(
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     try:
         wait_for_running(comfy.url, 5000, process)
+        wait_for_result(project, "b-second PASSED", process)
         process.send_signal(signal.SIGKILL)
         process.wait(60)
     finally:
@@ -119,6 +134,7 @@ def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     try:
         wait_for_running(comfy.url, 5000, process)
+        wait_for_result(project, "b-second PASSED", process)
         process.send_signal(signal.SIGINT)
         process.wait(120)  # a hang guard: Ctrl-C ends the run
     finally:
