@@ -72,7 +72,7 @@ def fingerprint(
     """
     system = system_stats.get("system", {})
     devices = system_stats.get("devices") or [{}]
-    specs = {name: spec.get("input") for name, spec in object_info.items()}
+    specs = {name: _without_uploads(name, spec.get("input")) for name, spec in object_info.items()}
     blob = json.dumps(specs, sort_keys=True, separators=(",", ":"), default=str).encode()
     found = {
         "comfyui_version": system.get("comfyui_version"),
@@ -96,6 +96,40 @@ def fingerprint(
     if runtime:
         found["runtime"] = runtime
     return found
+
+
+#: Inputs whose choices are the folders in the server's input folder (ComfyUI 0.3.75).
+INPUT_FOLDER_LISTS = {
+    ("LoadImageDataSetFromFolder", "folder"),
+    ("LoadImageTextDataSetFromFolder", "folder"),
+}
+
+
+def _without_uploads(node: str, inputs: Any) -> Any:
+    """Node inputs with the choices that list the server's input folder emptied: the files
+    of upload widgets (LoadImage) and the folders of dataset loaders. They are the server's
+    state, not its environment: an upload would change the fingerprint mid-run, and two
+    servers of one environment would differ."""
+    if not isinstance(inputs, Mapping):
+        return inputs
+    cleaned: dict[str, Any] = {}
+    for section, specs in inputs.items():
+        if not isinstance(specs, Mapping):
+            cleaned[section] = specs
+            continue
+        cleaned[section] = {}
+        for name, spec in specs.items():
+            options = spec[1] if isinstance(spec, list) and len(spec) > 1 else None
+            listing = (node, name) in INPUT_FOLDER_LISTS
+            if isinstance(options, Mapping) and (
+                listing or any(str(k).endswith("upload") for k in options)
+            ):
+                if isinstance(spec[0], list):
+                    spec = [[], *spec[1:]]
+                elif "options" in options:
+                    spec = [spec[0], {**options, "options": []}, *spec[2:]]
+            cleaned[section][name] = spec
+    return cleaned
 
 
 def _size(root: Path | None, folder: str, name: str) -> int | None:

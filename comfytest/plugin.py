@@ -182,6 +182,8 @@ class Summary:
         self.sweeps: list[dict[str, Any]] = []
         self.reports: list[tuple[str, Path]] = []
         self.infrastructure = 0
+        #: Cases that ran again on another server after theirs was lost: (nodeid, details).
+        self.retried: list[tuple[str, dict[str, str]]] = []
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -195,6 +197,8 @@ class Summary:
             self.folders.add(folder)
         if report.when == "call" and "comfytest_sweep" in props:
             self.sweeps.append(json.loads(str(props["comfytest_sweep"])))
+        if report.when == "call" and "comfytest_retried_on" in props:
+            self.retried.append((report.nodeid, json.loads(str(props["comfytest_retried_on"]))))
         if report.when == "call" and "comfytest_compare" in props:
             self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
@@ -290,7 +294,7 @@ class Summary:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
-        if quiet and not self.infrastructure:
+        if quiet and not self.infrastructure and not self.retried:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
@@ -303,6 +307,11 @@ class Summary:
             terminalreporter.write_line(
                 f"not tested: {self.infrastructure} case(s) errored because the server was "
                 "lost (infrastructure, not regressions)"
+            )
+        for nodeid, retried in self.retried:
+            terminalreporter.write_line(
+                f"retried on another server: {nodeid} ({retried['lost']} lost; ran on "
+                f"{retried['on']})"
             )
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")

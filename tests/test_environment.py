@@ -46,3 +46,25 @@ def test_differences_name_what_changed() -> None:
         "model checkpoints/c.safetensors is new",
     ]
     assert differences(old, old) == []
+
+
+def test_the_files_an_upload_widget_lists_are_not_part_of_the_environment() -> None:
+    def load_image(files: list[str]) -> dict[str, object]:
+        return {"LoadImage": {"input": {"required": {"image": [files, {"image_upload": True}]}}}}
+
+    empty = fingerprint(STATS, load_image([]), {})
+    uploaded = fingerprint(STATS, load_image(["pattern.png", "other.png"]), {})
+    assert empty == uploaded, "two servers of one environment, different input folders"
+    folders = {
+        "LoadImageDataSetFromFolder": {
+            "input": {"required": {"folder": ["COMBO", {"options": ["comfytest"]}]}}
+        }
+    }
+    no_folders = {
+        "LoadImageDataSetFromFolder": {
+            "input": {"required": {"folder": ["COMBO", {"options": []}]}}
+        }
+    }
+    assert fingerprint(STATS, folders, {}) == fingerprint(STATS, no_folders, {}), "an upload folder"
+    changed = {"LoadImage": {"input": {"required": {"image": [[], {"image_upload": False}]}}}}
+    assert fingerprint(STATS, changed, {}) != empty, "the widget's options still count"
