@@ -5,7 +5,12 @@ sweep of the tiny txt2img checkpoint (64x64, 20 and 30 steps, 8 seeds: 16 cases)
 run writes the baselines. Then the same suite runs, with two xdist workers both times:
 
 - ``1 server``:  ``-n 2 --comfy-url=A`` (both workers share A's queue);
-- ``2 servers``: ``-n 2 --comfy-url=A --comfy-url=B`` (gw0 on A, gw1 on B).
+- ``2 servers``: ``-n 2 --comfy-url=B --comfy-url=C`` (gw0 on B, gw1 on C).
+
+The machine's cores are split the same way both times: A runs torch with every core
+(``OMP_NUM_THREADS``), B and C with half of them each. Two CPU servers that each use every
+core oversubscribe them, and measured here that made sampling many times slower than one
+server (with high variance), which says nothing about servers on their own GPUs.
 
 It prints cases per second of each run's wall time (the pytest process, start to end:
 worker start-up, collection and /free included) and their ratio. Each ComfyUI uses every
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -83,18 +89,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="comfytest-throughput-") as tmp:
         root = Path(tmp) / "project"
         cases = write_project(root, args.seeds)
-        started = time.perf_counter()
-        servers = start_servers(runtime, [Path(tmp) / "a", Path(tmp) / "b"])
-        print(f"2 managed servers ready in {time.perf_counter() - started:.1f} s")
+        cores = os.cpu_count() or 2
+        # The servers inherit this process's environment when they start.
+        os.environ["OMP_NUM_THREADS"] = str(cores)
+        servers = start_servers(runtime, [Path(tmp) / "a"])
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // 2))
         try:
+            servers += start_servers(runtime, [Path(tmp) / "b", Path(tmp) / "c"])
             urls = [server.url for server in servers]
-            run(root, urls, "--comfy-update=missing")  # baselines, and a warm disk cache
+            run(root, urls[1:], "--comfy-update=missing")  # baselines, and a warm disk cache
             one = run(root, urls[:1])
-            two = run(root, urls)
+            two = run(root, urls[1:])
         finally:
             for server in servers:
                 server.stop()
-    print(f"{cases} cases, -n 2, {runtime.name}")
+    print(f"{cases} cases, -n 2, {runtime.name}, {cores} cores")
+    print(f"torch threads: {cores} for the single server, {max(1, cores // 2)} for each of two")
     for name, (seconds, execution, queued) in (("1 server: ", one), ("2 servers:", two)):
         print(
             f"{name} {seconds:6.1f} s  {cases / seconds:5.2f} cases/s  (server execution "
