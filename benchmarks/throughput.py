@@ -1,16 +1,17 @@
 """Throughput of one case set with 1 and with 2 managed ComfyUI servers, under ``-n 2``.
 
-Two managed servers of the installed runtime are started once. A temporary project holds a
+Three managed servers of the installed runtime are started once. A temporary project holds a
 sweep of the tiny txt2img checkpoint (64x64, 20 and 30 steps, 8 seeds: 16 cases). A first
 run writes the baselines. Then the same suite runs, with two xdist workers both times:
 
 - ``1 server``:  ``-n 2 --comfy-url=A`` (both workers share A's queue);
 - ``2 servers``: ``-n 2 --comfy-url=B --comfy-url=C`` (gw0 on B, gw1 on C).
 
-The machine's cores are split the same way both times: A runs torch with every core
-(``OMP_NUM_THREADS``), B and C with half of them each. Two CPU servers that each use every
-core oversubscribe them, and measured here that made sampling many times slower than one
-server (with high variance), which says nothing about servers on their own GPUs.
+Every server runs torch on one thread (``OMP_NUM_THREADS=1``, or ``--threads``), the CPU
+stand-in for "one server, one accelerator": a second server adds a core as a second GPU
+would. With torch's default (every core per server), on this shared 2-core machine the
+servers' OpenMP threads fought each other and the machine's other load, and single runs
+varied from 0.15x to 11x either way: a measure of oversubscription, not of the pool.
 
 It prints cases per second of each run's wall time (the pytest process, start to end:
 worker start-up, collection and /free included) and their ratio. Each ComfyUI uses every
@@ -84,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=None, help="runtime home (default)")
     parser.add_argument("--seeds", type=int, default=8, help="seeds per step count (8)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per server (1)")
     args = parser.parse_args()
     runtime = find_runtime(args.home)
     with tempfile.TemporaryDirectory(prefix="comfytest-throughput-") as tmp:
@@ -91,11 +93,9 @@ def main() -> None:
         cases = write_project(root, args.seeds)
         cores = os.cpu_count() or 2
         # The servers inherit this process's environment when they start.
-        os.environ["OMP_NUM_THREADS"] = str(cores)
-        servers = start_servers(runtime, [Path(tmp) / "a"])
-        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // 2))
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        servers = start_servers(runtime, [Path(tmp) / "a", Path(tmp) / "b", Path(tmp) / "c"])
         try:
-            servers += start_servers(runtime, [Path(tmp) / "b", Path(tmp) / "c"])
             urls = [server.url for server in servers]
             run(root, urls[1:], "--comfy-update=missing")  # baselines, and a warm disk cache
             one = run(root, urls[:1])
@@ -104,7 +104,7 @@ def main() -> None:
             for server in servers:
                 server.stop()
     print(f"{cases} cases, -n 2, {runtime.name}, {cores} cores")
-    print(f"torch threads: {cores} for the single server, {max(1, cores // 2)} for each of two")
+    print(f"torch threads per server: {args.threads}")
     for name, (seconds, execution, queued) in (("1 server: ", one), ("2 servers:", two)):
         print(
             f"{name} {seconds:6.1f} s  {cases / seconds:5.2f} cases/s  (server execution "
