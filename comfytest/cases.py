@@ -73,6 +73,7 @@ CASE_KEYS = (
     "repeat",
     "warmup",
     "reference",
+    "server",
 )
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
@@ -88,6 +89,7 @@ TOLERANCE_KEYS = (
     "min_psnr",
     "regex",
 )
+_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
@@ -126,6 +128,8 @@ class Case:
     #: The sweep cell others are measured against in the sweep report (axis -> value).
     reference: Mapping[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None
+    #: Server tags this case needs (``server: {gpu: h100}``); values as written, scalars.
+    server: Mapping[str, Any] = field(default_factory=dict)
     #: A UI-format workflow, converted at run time (needs /object_info); ``prompt`` is empty.
     ui_workflow: Mapping[str, Any] | None = None
 
@@ -144,6 +148,7 @@ class _Body:
     aliases: dict[str, tuple[str, Path, int]] = field(default_factory=dict)
     tolerance: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
     marks: list[tuple[Any, Path, int]] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
 
     def copy(self) -> _Body:
         return _Body(
@@ -152,6 +157,7 @@ class _Body:
             dict(self.aliases),
             dict(self.tolerance),
             list(self.marks),
+            dict(self.server),
         )
 
     def layer(self, data: LineMap, path: Path) -> None:
@@ -164,6 +170,12 @@ class _Body:
                 self.aliases.update(_aliases(value, path, line))
             elif key == "tolerance":
                 self.tolerance.update(_tolerance_layer(value, path, line))
+            elif key == "server":
+                for tag, wanted in _server_layer(value, path, line).items():
+                    if wanted is None:
+                        self.server.pop(tag, None)  # a later layer drops a requirement
+                    else:
+                        self.server[tag] = wanted
             elif key == "marks":
                 if not isinstance(value, list):
                     raise CaseError("marks: expected a list", path, line)
@@ -402,6 +414,7 @@ def _build(
         repeat=counts["repeat"],
         warmup=counts["warmup"],
         recipe=recipe,
+        server=dict(body.server),
         ui_workflow=workflow if ui else None,
     )
 
@@ -474,6 +487,27 @@ def _aliases(value: Any, path: Path, line: int) -> dict[str, tuple[str, Path, in
             )
         result[str(name)] = (target, path, aline)
     return result
+
+
+def _server_layer(value: Any, path: Path, line: int) -> dict[str, Any]:
+    """``server: {tag: value}``: each value a string, number or boolean (null drops it)."""
+    if not isinstance(value, LineMap):
+        raise CaseError("server: expected a mapping of tag -> value, e.g. {gpu: h100}", path, line)
+    layer = {}
+    for tag, wanted in value.items():
+        tline = value.line_of(tag)
+        if not isinstance(tag, str) or not _TAG_KEY.match(tag):
+            raise CaseError(f"server: a tag name must be a plain name, got {tag!r}", path, tline)
+        if isinstance(wanted, (list, dict)) or (
+            wanted is not None and not isinstance(wanted, (str, int, float, bool))
+        ):
+            raise CaseError(
+                f"server.{tag}: expected a string, number or boolean, got {wanted!r}", path, tline
+            )
+        if isinstance(wanted, str) and (not wanted or any(c.isspace() for c in wanted)):
+            raise CaseError(f"server.{tag}: a tag value has no spaces, got {wanted!r}", path, tline)
+        layer[tag] = wanted
+    return layer
 
 
 def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, Path, int]]:

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from comfytest.cases import Case, load_cases
-from comfytest.errors import ComfytestError, InfrastructureError, OutputMismatch, TooSlow
+from comfytest.errors import (
+    ComfytestError,
+    InfrastructureError,
+    OutputMismatch,
+    ServerLost,
+    TooSlow,
+)
 from comfytest.progress import LiveProgress
 from comfytest.runner import CaseResult, Runner
 from comfytest.settings import Settings
@@ -119,12 +125,37 @@ class CaseItem(pytest.Item):
         settings = self.config.stash[SETTINGS_KEY]
         return case_name(self.path, settings.case_paths, self.config.rootpath)
 
+    def setup(self) -> None:
+        """A case whose ``server:`` tags no server of the pool has is skipped, saying why."""
+        runner = self.config.stash[RUNNER_KEY]
+        if runner.pick(self.case.server) is None:
+            pytest.skip(runner.no_server_reason(self.case.server))
+
     def runtest(self) -> None:
         try:
-            self._run()
+            self._run_in_pool()
         except InfrastructureError as exc:
             self.user_properties.append((INFRASTRUCTURE, type(exc).__name__))
             raise
+
+    def _run_in_pool(self) -> None:
+        """Run on the server the pool's rule picks; when that server is lost, once more on
+        another server that fits and answers, if there is one."""
+        runner = self.config.stash[RUNNER_KEY]
+        index = runner.pick(self.case.server)
+        if index is None:
+            pytest.skip(runner.no_server_reason(self.case.server))
+        try:
+            with runner.using(index):
+                self._run()
+        except ServerLost as lost:
+            other = runner.fallback(self.case.server, index)
+            if other is None:
+                raise
+            retried = {"lost": lost.url, "on": runner.servers[other].url, "error": str(lost)}
+            self.user_properties.append(("comfytest_retried_on", json.dumps(retried)))
+            with runner.using(other):
+                self._run()
 
     def _run(self) -> None:
         runner = self.config.stash[RUNNER_KEY]

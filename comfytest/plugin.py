@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -17,7 +18,7 @@ from comfytest.baselines import (
     unused_baselines,
 )
 from comfytest.cases import DEFAULTS_FILE
-from comfytest.errors import ServerError
+from comfytest.errors import RuntimeSetupError, ServerError
 from comfytest.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
@@ -26,9 +27,11 @@ from comfytest.nodes import (
     is_infrastructure,
     worker_count,
 )
+from comfytest.pool import ServerSpec, home_index, start_servers
 from comfytest.records import case_record, run_record
 from comfytest.report import evidence_extras, write_html_report
 from comfytest.runner import Runner
+from comfytest.runtime import find_runtime
 from comfytest.settings import Settings, add_options
 from comfytest.sweep_report import Cell, group_cells, write_report
 from comfytest.table import summary_table
@@ -49,9 +52,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
     if settings.configured:
         store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
+        workerinput = getattr(config, "workerinput", {})
+        # Managed servers the xdist controller started for the workers (--comfy-servers).
+        shared = [
+            ServerSpec(url, dict(settings.server_tags))
+            for url in workerinput.get("comfytest_servers", ())
+        ]
+        servers = shared or list(settings.servers)
         config.stash[RUNNER_KEY] = Runner(
             store,
-            url=settings.url,
+            servers=servers,
+            home_server=home_index(workerinput.get("workerid"), len(servers)),
+            server_tags=dict(settings.server_tags),
+            managed_elsewhere=bool(shared),
             home=settings.home,
             runtime_name=settings.runtime,
             run_root=config.rootpath / ".comfytest" / "servers",
@@ -60,6 +73,9 @@ def pytest_configure(config: pytest.Config) -> None:
             auth_env=settings.auth_env,
             ca_bundle=settings.ca_bundle,
         )
+        controller = not workerinput and config.pluginmanager.hasplugin("xdist")
+        if controller and settings.launch and settings.server_count > 1:
+            config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -72,14 +88,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtestloop(session: pytest.Session) -> None:
     """A server given by URL that does not answer is one usage error, not a failure per case."""
     runner = session.config.stash.get(RUNNER_KEY, None)
-    if runner is None or runner.launches or session.config.option.collectonly:
+    if runner is None or runner.manages_servers or session.config.option.collectonly:
         return
     controller = bool(getattr(session.config.option, "numprocesses", None))
-    if controller or any(isinstance(item, CaseItem) for item in session.items):
-        try:
-            runner.client()
-        except ServerError as exc:
-            raise pytest.UsageError(str(exc)) from None
+    try:
+        if controller:
+            runner.connect_all()  # every server of the pool answers
+        elif any(isinstance(item, CaseItem) for item in session.items):
+            runner.client()  # the home server answers; the others when first used
+    except ServerError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_teststatus(
@@ -115,6 +133,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
+class SharedServers:
+    """On the xdist controller, with ``--comfy-launch --comfy-servers=M``: starts M managed
+    servers (in parallel) before the first worker starts, gives every worker their URLs
+    (``workerinput["comfytest_servers"]``) and leaves them to the Runner, which stops them at
+    unconfigure. Registered only when xdist is loaded."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.urls: list[str] | None = None
+
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.urls is None:
+            self.urls = self._start()
+        node.workerinput["comfytest_servers"] = list(self.urls)
+
+    def _start(self) -> list[str]:
+        settings = self.config.stash[SETTINGS_KEY]
+        runner = self.config.stash[RUNNER_KEY]
+        root = self.config.rootpath / ".comfytest" / "servers"
+        root.mkdir(parents=True, exist_ok=True)
+        folders = [
+            Path(tempfile.mkdtemp(prefix="server-", dir=root)) for _ in range(settings.server_count)
+        ]
+        started = time.monotonic()
+        try:
+            runtime = find_runtime(settings.home, settings.runtime)
+            servers = start_servers(runtime, folders, extra_args=settings.server_args)
+        except RuntimeSetupError as exc:
+            raise pytest.UsageError(f"--comfy-servers: {exc}") from None
+        runner.adopt(servers, time.monotonic() - started)
+        return [server.url for server in servers]
+
+
 class Summary:
     """Counts output verdicts and finds unused baselines from test reports.
 
@@ -138,6 +189,8 @@ class Summary:
         self.sweeps: list[dict[str, Any]] = []
         self.reports: list[tuple[str, Path]] = []
         self.infrastructure = 0
+        #: Cases that ran again on another server after theirs was lost: (nodeid, details).
+        self.retried: list[tuple[str, dict[str, str]]] = []
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -151,6 +204,8 @@ class Summary:
             self.folders.add(folder)
         if report.when == "call" and "comfytest_sweep" in props:
             self.sweeps.append(json.loads(str(props["comfytest_sweep"])))
+        if report.when == "call" and "comfytest_retried_on" in props:
+            self.retried.append((report.nodeid, json.loads(str(props["comfytest_retried_on"]))))
         if report.when == "call" and "comfytest_compare" in props:
             self.compared[report.nodeid] = str(props["comfytest_compare"])
         if report.when == "call" and folder:
@@ -246,7 +301,7 @@ class Summary:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.server_line if runner is not None else ""
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
-        if quiet and not self.infrastructure:
+        if quiet and not self.infrastructure and not self.retried:
             return
         terminalreporter.write_sep("-", "comfytest")
         if server_line:
@@ -259,6 +314,11 @@ class Summary:
             terminalreporter.write_line(
                 f"not tested: {self.infrastructure} case(s) errored because the server was "
                 "lost (infrastructure, not regressions)"
+            )
+        for nodeid, retried in self.retried:
+            terminalreporter.write_line(
+                f"retried on another server: {nodeid} ({retried['lost']} lost; ran on "
+                f"{retried['on']})"
             )
         if self.counts:
             order = ("passed", "failed", "missing", "created", "updated")

@@ -38,6 +38,8 @@ def case_record(
         "environment_changes": loaded("comfytest_environment"),
         "evidence": loaded("comfytest_evidence"),
         "description": props.get("comfytest_description", ""),
+        # Set when the case's server was lost and it ran again on another one.
+        "retried": loaded("comfytest_retried_on"),
         "message": message,
     }
 

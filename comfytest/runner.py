@@ -1,7 +1,8 @@
-"""One test run's state: where ComfyUI is, the shared client, the baselines; runs cases.
+"""One test run's state: where ComfyUI is, the shared clients, the baselines; runs cases.
 
 Plain library: no pytest here. The plugin builds one Runner per process (per xdist worker)
-and closes it at the end; the server is started lazily, on the first case that runs.
+and closes it at the end; a managed server is started lazily, on the first case that runs.
+A Runner may know a pool of servers (comfytest.pool): one client per server, made lazily.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from comfytest.convert import ui_to_api
 from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.noise import OutputNoise, summarize
+from comfytest.pool import ServerSpec, choose, no_match_reason
 from comfytest.preflight import (
     PreflightFailed,
     Problem,
@@ -105,8 +107,31 @@ class CaseResult:
         return lines
 
 
+@dataclass
+class _Server:
+    """One server of the pool, as this runner knows it: connected lazily, once."""
+
+    spec: ServerSpec
+    #: Started on demand by this runner (``--comfy-launch``); its URL is known once started.
+    launch: bool = False
+    #: The managed runtime behind it, when known (its model sizes go in fingerprints).
+    runtime: Runtime | None = None
+    managed: ManagedServer | None = None
+    client: ComfyClient | None = None
+    object_info: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    setup_error: ComfytestError | None = None
+    line: str = ""
+
+
 class Runner:
-    """Runs cases against one ComfyUI: ``url``, or else a managed server started on demand."""
+    """Runs cases against a pool of ComfyUI servers: ``servers`` (or one ``url``), or else a
+    managed server started on demand.
+
+    Each server gets its own client, node definitions and fingerprint, made lazily. Cases
+    run on the *current* server: the home server (``home_server``, an index into the pool),
+    or the one ``using()`` selects; ``pick()`` applies the pool's binding rule (see
+    comfytest.pool)."""
 
     def __init__(
         self,
@@ -121,12 +146,19 @@ class Runner:
         timeout: float = DEFAULT_TIMEOUT,
         auth_env: str | None = None,
         ca_bundle: Path | None = None,
+        servers: Sequence[ServerSpec] = (),
+        home_server: int = 0,
+        server_tags: Mapping[str, str] | None = None,
+        managed_elsewhere: bool = False,
     ) -> None:
-        """``auth_env`` names the environment variable holding an auth header for ``url``
-        (see ``header_from_env``); it is read when the client is made, and kept nowhere else.
-        """
+        """``auth_env`` names the environment variable holding an auth header for the
+        servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
+        else. ``server_tags`` are the tags of a server this runner launches;
+        ``managed_elsewhere`` says the ``servers`` are managed servers of this runtime
+        started by another process (the xdist controller)."""
         self.store = store
-        self.url = url
+        specs = list(servers) or ([ServerSpec(url.rstrip("/"))] if url else [])
+        self.url = specs[0].url if specs else None
         self.timeout = timeout
         self._runtime = runtime
         self._home = home
@@ -135,54 +167,136 @@ class Runner:
         self._server_args = tuple(server_args)
         self._auth_env = auth_env
         self._ca_bundle = ca_bundle
-        self._server: ManagedServer | None = None
-        self._client: ComfyClient | None = None
-        self._object_info: dict[str, Any] | None = None
-        self._environment: dict[str, Any] | None = None
-        self._server_runtime: Runtime | None = None
-        self._setup_error: ComfytestError | None = None
-        #: The next case, its prompt and id, queued behind the running one.
-        self._ahead: tuple[Case, dict[str, Any], str] | None = None
+        self._managed_elsewhere = managed_elsewhere
+        self._pool = [_Server(spec) for spec in specs] or [
+            _Server(ServerSpec("", dict(server_tags or {})), launch=True)
+        ]
+        self._home_server = home_server % len(self._pool)
+        self._current = self._home_server
+        #: Servers lost during this run: used again only when no other server fits a case.
+        self._lost: set[int] = set()
+        self._wrote_environment = False
+        #: The next case, the client it was queued on, its prompt and id (see ``run_case``).
+        self._ahead: tuple[Case, ComfyClient, dict[str, Any], str] | None = None
         self._download_dir: Path | None = None
-        #: One line about the server this runner used, once it was reached.
-        self.server_line = ""
 
     @property
     def launches(self) -> bool:
-        return self.url is None
+        return any(entry.launch for entry in self._pool)
+
+    @property
+    def manages_servers(self) -> bool:
+        """True when this runner starts its server or owns started ones: nothing to check."""
+        return any(entry.launch or entry.managed is not None for entry in self._pool)
 
     @property
     def server(self) -> ManagedServer | None:
-        return self._server
+        """The managed server of the home server, once this runner started it."""
+        return self._pool[self._home_server].managed
+
+    @property
+    def servers(self) -> list[ServerSpec]:
+        """The pool, in order (a managed server not started yet has an empty URL)."""
+        return [entry.spec for entry in self._pool]
+
+    @property
+    def home_server(self) -> int:
+        return self._home_server
+
+    @property
+    def server_line(self) -> str:
+        """One line per server this runner reached (or started)."""
+        return "\n".join(entry.line for entry in self._pool if entry.line)
+
+    def pick(self, required: Mapping[str, object]) -> int | None:
+        """The server a case with these tag requirements runs on (None: no server fits)."""
+        return choose(self.servers, self._home_server, required, self._lost)
+
+    def no_server_reason(self, required: Mapping[str, object]) -> str:
+        return no_match_reason(self.servers, required)
+
+    def fallback(self, required: Mapping[str, object], lost: int) -> int | None:
+        """After server ``lost`` was lost: another server that fits and answers, or None.
+
+        The lost server is not used again by this runner while another one fits."""
+        self._lost.add(lost)
+        while True:
+            index = choose(self.servers, self._home_server, required, self._lost)
+            if index is None or index in self._lost:
+                return None
+            try:
+                with self.using(index):
+                    self.client()
+            except ServerError:
+                self._lost.add(index)
+                continue
+            return index
+
+    @contextlib.contextmanager
+    def using(self, index: int) -> Iterator[None]:
+        """Within this block, ``client()`` and everything that runs cases use server
+        ``index`` of the pool."""
+        previous, self._current = self._current, index
+        try:
+            yield
+        finally:
+            self._current = previous
+
+    def connect_all(self) -> None:
+        """Reach every server of the pool now (a ServerError names the first one that fails)."""
+        for index in range(len(self._pool)):
+            with self.using(index):
+                self.client()
+
+    def adopt(self, servers: Sequence[ManagedServer], ready_s: float) -> None:
+        """Own managed servers started for others (the xdist workers): listed in
+        ``server_line``, stopped by ``close()``."""
+        tags = dict(self._pool[0].spec.tags) if self.launches else {}
+        self._pool = [
+            _Server(
+                ServerSpec(server.url, tags),
+                managed=server,
+                line=f"ComfyUI at {server.url} (managed, shared by the xdist workers, "
+                f"{len(servers)} started in {ready_s:.1f} s)",
+            )
+            for server in servers
+        ]
+        self._home_server = self._current = 0
 
     def client(self) -> ComfyClient:
-        """The shared client; starts the managed server the first time when launching."""
-        if self._setup_error is not None:
-            raise self._setup_error
-        if self._client is not None:
-            if self._server is not None and not self._server.alive():
+        """The current server's client; starts the managed server the first time when
+        launching."""
+        entry = self._pool[self._current]
+        if entry.setup_error is not None:
+            raise entry.setup_error
+        if entry.client is not None:
+            if entry.managed is not None and not entry.managed.alive():
                 raise ServerLost(
-                    f"the managed ComfyUI exited (code {self._server.process.returncode}); "
-                    f"log {self._server.log_path}:\n{self._server.log_tail()}",
-                    self._client.url,
+                    f"the managed ComfyUI exited (code {entry.managed.process.returncode}); "
+                    f"log {entry.managed.log_path}:\n{entry.managed.log_tail()}",
+                    entry.client.url,
                 )
-            self._client.check_not_lost()
-            return self._client
+            entry.client.check_not_lost()
+            return entry.client
         ready_s = 0.0
         try:
-            url = self.url
-            if url is None:
+            url = entry.spec.url
+            if entry.launch:
                 runtime = self._runtime or find_runtime(self._home, self._runtime_name)
                 root = self._run_root or Path(tempfile.gettempdir())
                 root.mkdir(parents=True, exist_ok=True)
                 run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
                 started = time.monotonic()
-                self._server = start_server(
+                entry.managed = start_server(
                     runtime, run_dir, extra_args=self._server_args, log=lambda message: None
                 )
-                self._server_runtime = runtime
+                entry.runtime = runtime
                 ready_s = time.monotonic() - started
-                url = self._server.url
+                url = entry.managed.url
+                entry.spec = ServerSpec(url, entry.spec.tags)
+            elif self._managed_elsewhere and entry.runtime is None:
+                with contextlib.suppress(RuntimeSetupError):
+                    entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
             header = header_from_env(self._auth_env) if self._auth_env else None
             client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
             try:
@@ -193,18 +307,25 @@ class Runner:
                 client.close()
                 raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
         except (RuntimeSetupError, ServerError) as exc:
-            self._setup_error = exc
+            entry.setup_error = exc
             raise
-        self._client = client
-        how = f"managed, ready in {ready_s:.1f} s" if self._server else "given by --comfy-url"
-        self.server_line = f"ComfyUI {version} at {url} ({how})"
+        entry.client = client
+        if entry.managed is not None:
+            how = f"managed, ready in {ready_s:.1f} s"
+        elif self._managed_elsewhere:
+            how = "managed by the xdist controller"
+        else:
+            how = "given by --comfy-url"
+        tags = " ".join(f"{k}={v}" for k, v in sorted(entry.spec.tags.items()))
+        entry.line = f"ComfyUI {version} at {url} ({how}{', tags ' + tags if tags else ''})"
         return client
 
     def object_info(self) -> dict[str, Any]:
-        """The server's node definitions, fetched once per run."""
-        if self._object_info is None:
-            self._object_info = self.client().object_info()
-        return self._object_info
+        """The current server's node definitions, fetched once per run."""
+        entry = self._pool[self._current]
+        if entry.object_info is None:
+            entry.object_info = self.client().object_info()
+        return entry.object_info
 
     def prepare(self, case: Case, *, fresh: str = "outputs") -> dict[str, Any]:
         """The prompt to queue: seeds pinned, files uploaded, and preflight passed.
@@ -424,16 +545,18 @@ class Runner:
         return [summarize(key, found) for key, found in images.items()]
 
     def environment(self) -> dict[str, Any]:
-        """This server's fingerprint, taken once per run (and saved in the results folder)."""
-        if self._environment is None:
-            self._environment = server_fingerprint(
-                self.client(), self._server_runtime, self.object_info()
-            )
+        """The current server's fingerprint, taken once per run; the first one taken is
+        saved in the results folder."""
+        entry = self._pool[self._current]
+        if entry.environment is None:
+            entry.environment = server_fingerprint(self.client(), entry.runtime, self.object_info())
+        if not self._wrote_environment:
+            self._wrote_environment = True
             atomic_write(
                 self.store.results / "environment.json",
-                (json.dumps(self._environment, indent=2, sort_keys=True) + "\n").encode(),
+                (json.dumps(entry.environment, indent=2, sort_keys=True) + "\n").encode(),
             )
-        return self._environment
+        return entry.environment
 
     def _manifest(self, case: Case, prompt: dict[str, Any]) -> dict[str, Any]:
         """What a reviewer needs beside a changed baseline: the case, inputs, environment."""
@@ -462,27 +585,35 @@ class Runner:
         return self._download_dir
 
     def _queue_ahead(self, case: Case) -> None:
-        """Queue ``case``'s prompt now, behind the running one (see ``run_case``)."""
+        """Queue ``case``'s prompt now, on the server it will run on, behind the running one
+        (see ``run_case``)."""
+        self._ahead = None
+        index = self.pick(case.server)
+        if index is None:
+            return  # it will be skipped
         try:
-            prompt = self.prepare(case)
-            self._ahead = (case, prompt, self.client().submit(prompt))
+            with self.using(index):
+                prompt = self.prepare(case)
+                client = self.client()
+                self._ahead = (case, client, prompt, client.submit(prompt))
         except ComfytestError:
-            self._ahead = None  # the case meets the same error when it runs, and reports it
+            pass  # the case meets the same error when it runs, and reports it
 
     def _take_ahead(self, case: Case) -> tuple[dict[str, Any], str] | None:
-        """The prompt queued ahead for ``case`` and its id; one queued for another case
-        (a case that was then skipped or deselected, say) is cancelled."""
-        if self._ahead is not None and self._ahead[0] is case:
-            _, prompt, prompt_id = self._ahead
+        """The prompt queued ahead for ``case`` on the current server, and its id; one
+        queued for another case (then skipped or deselected, say) or elsewhere is cancelled."""
+        if self._ahead is not None and self._ahead[0] is case and self._ahead[1] is self.client():
+            _, _, prompt, prompt_id = self._ahead
             self._ahead = None
             return prompt, prompt_id
         self._drop_ahead()
         return None
 
     def _drop_ahead(self) -> None:
-        if self._ahead is not None and self._client is not None:
-            self._client.cancel(self._ahead[2])
-        self._ahead = None
+        if self._ahead is not None:
+            _, client, _, prompt_id = self._ahead
+            self._ahead = None
+            client.cancel(prompt_id)
 
     def close(self) -> None:
         with contextlib.suppress(ComfytestError):
@@ -490,12 +621,13 @@ class Runner:
         if self._download_dir is not None:
             shutil.rmtree(self._download_dir, ignore_errors=True)
             self._download_dir = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        for entry in self._pool:
+            if entry.client is not None:
+                entry.client.close()
+                entry.client = None
+            if entry.managed is not None:
+                entry.managed.stop()
+                entry.managed = None
 
 
 def _relative(path: Path, root: Path) -> str:

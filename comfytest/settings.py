@@ -10,6 +10,7 @@ import pytest
 
 from comfytest.baselines import KEEP_MODES, UPDATE_MODES
 from comfytest.client import DEFAULT_TIMEOUT
+from comfytest.pool import ServerSpec, ServerSpecError, parse_spec, parse_tag
 
 __all__ = ["Settings", "add_options"]
 
@@ -38,6 +39,12 @@ class Settings:
     #: The name of the environment variable holding the auth header, never its value.
     auth_env: str | None = None
     ca_bundle: Path | None = None
+    #: Every --comfy-url server (``url`` is the first one's URL), with its tags.
+    servers: tuple[ServerSpec, ...] = ()
+    #: --comfy-servers: managed servers the xdist controller starts for its workers.
+    server_count: int = 1
+    #: --comfy-server-tag: the tags of every managed server.
+    server_tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -51,10 +58,32 @@ class Settings:
             value = config.getoption(name)
             return value if value is not None else config.getini(name)
 
-        url = pick("comfy_url") or None
         launch = bool(config.getoption("comfy_launch") or config.getini("comfy_launch"))
+        specs = config.getoption("comfy_url") or [
+            line for line in config.getini("comfy_url") if line.strip()
+        ]
+        try:
+            servers = tuple(parse_spec(str(spec)) for spec in specs)
+            server_tags = tuple(
+                parse_tag(str(t)) for t in config.getoption("comfy_server_tags") or ()
+            )
+        except ServerSpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        urls = [spec.url for spec in servers]
+        duplicate = next((u for i, u in enumerate(urls) if u in urls[:i]), None)
+        if duplicate:
+            raise pytest.UsageError(f"--comfy-url: {duplicate} is given twice")
+        url = servers[0].url if servers else None
         if url and launch:
             raise pytest.UsageError("--comfy-url and --comfy-launch exclude each other: pick one")
+        server_count = int(config.getoption("comfy_servers") or 1)
+        if server_count < 1:
+            raise pytest.UsageError("--comfy-servers: expected a number of servers >= 1")
+        if (server_count > 1 or server_tags) and not launch:
+            raise pytest.UsageError(
+                "--comfy-servers and --comfy-server-tag are for managed servers (--comfy-launch);"
+                " tag a running server in its spec instead: --comfy-url='URL gpu=h100'"
+            )
         update = str(pick("comfy_update") or "none")
         if update not in UPDATE_MODES:
             raise pytest.UsageError(
@@ -98,7 +127,7 @@ class Settings:
         if ca_path is not None and not ca_path.is_file():
             raise pytest.UsageError(f"--comfy-ca-bundle={ca_bundle}: no such file")
         return cls(
-            url=str(url).rstrip("/") if url else None,
+            url=url,
             launch=launch,
             home=Path(home).expanduser().resolve() if home else None,
             runtime=config.getoption("comfy_runtime"),
@@ -120,6 +149,9 @@ class Settings:
             report=report,
             auth_env=auth_env,
             ca_bundle=ca_path,
+            servers=servers,
+            server_count=server_count,
+            server_tags=server_tags,
         )
 
 
@@ -128,9 +160,30 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--comfy-url",
         dest="comfy_url",
-        metavar="URL",
+        metavar="SPEC",
+        action="append",
         default=None,
-        help="run cases against this running ComfyUI (e.g. http://127.0.0.1:8188)",
+        help="run cases against this running ComfyUI: 'URL [tag=value ...]', e.g. "
+        "'http://127.0.0.1:8188 gpu=h100' (repeatable: a pool; xdist worker gwK uses server "
+        "K modulo the pool size, unless a case's tags need another)",
+    )
+    group.addoption(
+        "--comfy-servers",
+        dest="comfy_servers",
+        metavar="M",
+        type=int,
+        default=None,
+        help="with --comfy-launch and -n: start M managed servers shared by the workers "
+        "(default: one per worker); without xdist, one server is started",
+    )
+    group.addoption(
+        "--comfy-server-tag",
+        dest="comfy_server_tags",
+        metavar="KEY=VALUE",
+        action="append",
+        default=None,
+        help="with --comfy-launch: a tag of every managed server, for cases' 'server:' "
+        "(repeatable)",
     )
     group.addoption(
         "--comfy-launch",
@@ -269,7 +322,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="verify an https server against these CA certificates (default: the system's)",
     )
-    parser.addini("comfy_url", "default for --comfy-url", default="")
+    parser.addini(
+        "comfy_url",
+        "default for --comfy-url: one server spec ('URL [tag=value ...]') per line",
+        type="linelist",
+        default=[],
+    )
     parser.addini("comfy_auth_env", "default for --comfy-auth-env", default="")
     parser.addini("comfy_ca_bundle", "default for --comfy-ca-bundle", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)

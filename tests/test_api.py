@@ -47,6 +47,7 @@ def test_the_library_does_not_import_pytest() -> None:
         "client",
         "compare",
         "errors",
+        "pool",
         "runner",
         "runtime",
         "workflow",

@@ -72,3 +72,23 @@ def test_uploaded_images_do_not_change_the_node_digest(comfy: ManagedServer) -> 
         fingerprint(STATS, steps, {})["node_classes"]
         != fingerprint(STATS, steps_and_cfg, {})["node_classes"]
     ), "a new input is a change"
+
+
+def test_the_files_an_upload_widget_lists_are_not_part_of_the_environment() -> None:
+    def load_image(files: list[str]) -> dict[str, object]:
+        return {"LoadImage": {"input": {"required": {"image": [files, {"image_upload": True}]}}}}
+
+    empty = fingerprint(STATS, load_image([]), {})
+    uploaded = fingerprint(STATS, load_image(["pattern.png", "other.png"]), {})
+    assert empty == uploaded, "two servers of one environment, different input folders"
+    folders = {
+        "LoadImageDataSetFromFolder": {
+            "input": {"required": {"folder": ["COMBO", {"options": ["comfytest"]}]}}
+        }
+    }
+    no_folders = {
+        "LoadImageDataSetFromFolder": {
+            "input": {"required": {"folder": ["COMBO", {"options": []}]}}
+        }
+    }
+    assert fingerprint(STATS, folders, {}) == fingerprint(STATS, no_folders, {}), "an upload folder"
