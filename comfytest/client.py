@@ -344,10 +344,9 @@ class ComfyClient:
         ``on_progress(node_id, value, max)`` is called for each ``progress`` message (a
         sampler's steps, say) as it arrives."""
         prompt_id = queued if queued in self._early else self.submit(prompt)
-        ws = self._websocket()
         run = PromptRun(prompt_id=prompt_id, submitted_at=self._early[prompt_id].submitted_at)
         try:
-            error, interrupted = self._follow(ws, run, prompt, timeout, on_progress)
+            error, interrupted = self._follow(run, prompt, timeout, on_progress)
         except KeyboardInterrupt:
             self._cancel(prompt_id)  # Ctrl-C: leave the server idle for the next run
             raise
@@ -383,7 +382,6 @@ class ComfyClient:
 
     def _follow(
         self,
-        ws: ClientConnection,
         run: PromptRun,
         prompt: Prompt,
         timeout: float,
@@ -392,13 +390,15 @@ class ComfyClient:
         """Read events until the prompt ends: (execution_error, execution_interrupted) data.
 
         Messages that came while another prompt was followed are replayed first, with the
-        times they arrived."""
+        times they arrived. The WebSocket is (re)opened only after them, so a server that
+        went away meanwhile is reported with the node the prompt had reached."""
         prompt_id = run.prompt_id
         early = self._early.pop(prompt_id)
         deadline = time.monotonic() + timeout
         error: dict[str, Any] | None = None
         interrupted: dict[str, Any] | None = None
         node_started = time.monotonic()
+        ws: ClientConnection | None = None
         replay = collections.deque(early.messages)
         ended = any(kind == "executing" and data.get("node") is None for _, kind, data in replay)
         # A WebSocket replaced since it was queued may have missed its end: ask /history.
@@ -418,6 +418,14 @@ class ComfyClient:
             if replay:
                 now, kind, data = replay.popleft()
             else:
+                if ws is None:
+                    if self._ws is not None:  # open, or closed with messages still to read
+                        ws = self._ws
+                    else:  # dropped since the prompt was queued: it may have ended unheard
+                        ws = self._reconnect(run, prompt)
+                        if ws is None:
+                            return error, interrupted
+                        continue
                 try:
                     message = self._receive(ws, remaining, prompt_id)
                 except _Dropped:
@@ -508,7 +516,24 @@ class ComfyClient:
         self._receive(ws, self._timeout, None)
         return ws
 
+    def _drain(self, ws: ClientConnection) -> None:
+        """Keep what a closed WebSocket still holds for prompts queued ahead (the nodes they
+        reached), before it is dropped."""
+        while True:
+            try:
+                frame = ws.recv(timeout=0)
+            except (WebSocketException, TimeoutError):
+                return
+            if isinstance(frame, str):
+                message = json.loads(frame)
+                data = message.get("data") or {}
+                early = self._early.get(str(data.get("prompt_id")))
+                if early is not None:
+                    early.messages.append((time.monotonic(), str(message.get("type")), data))
+
     def _drop_websocket(self) -> None:
+        if self._ws is not None:
+            self._drain(self._ws)
         self._ws = None
         self._ws_stack.close()
 

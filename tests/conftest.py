@@ -9,6 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# httpx imports httpcore lazily and maps its exceptions by class: imported first inside an
+# in-process run, httpcore would be dropped and loaded again, and a refused connection would
+# escape as a raw httpcore.ConnectError.
+import httpcore  # noqa: F401
 import httpx
 import pytest
 
@@ -73,3 +77,16 @@ def wait_for_running(url: str, steps: int, pytest_process: subprocess.Popen[byte
             return
         time.sleep(0.1)
     pytest.fail(f"no prompt with {steps} steps started on {url}")
+
+
+def wait_for_result(log: Path, line: str, process: subprocess.Popen[bytes]) -> None:
+    """Until pytest has reported ``line`` (e.g. "b-second PASSED"). The next case's prompt
+    is queued ahead and may start before the previous case is judged, so a running prompt
+    alone does not mean the cases before it are done."""
+    deadline = time.monotonic() + 300  # a hang guard only
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "pytest ended before reporting " + line
+        if line in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"pytest never reported {line!r}")

@@ -18,7 +18,7 @@ from comfytest.cases import Case, load_cases
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import wait_for_running
+from .conftest import wait_for_result, wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -148,13 +148,16 @@ def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
                     "-p",
                     "no:cacheprovider",
                     "-rE",
+                    "-v",
                 ],
                 cwd=project,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         try:
             wait_for_running(server.url, 5000, process)
+            wait_for_result(log, "a-before PASSED", process)  # b may start before a ends
             os.killpg(server.pid, signal.SIGKILL)
             process.wait(120)  # a hang guard: the run ends on its own
         finally:

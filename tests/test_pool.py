@@ -26,7 +26,7 @@ from comfytest.pool import (
 )
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import processes_mentioning, wait_for_running
+from .conftest import processes_mentioning, wait_for_result, wait_for_running
 
 # -- specs, tags and the binding rule (no server) ------------------------------------------
 
@@ -300,13 +300,16 @@ def test_a_case_whose_server_is_lost_runs_again_on_another(
                     "-p",
                     "no:cacheprovider",
                     "-rE",
+                    "-v",
                 ],
                 cwd=project,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         try:
             wait_for_running(doomed.url, 300, process)
+            wait_for_result(log, "a-before PASSED", process)  # b may start before a ends
             os.killpg(doomed.pid, signal.SIGKILL)
             process.wait(300)  # a hang guard: the run ends on its own
         finally:

@@ -21,7 +21,7 @@ from comfytest.baselines import BaselineStore, atomic_write, read_frames, unused
 from comfytest.compare import Tolerance
 from comfytest.runtime import ManagedServer
 
-from .conftest import wait_for_running
+from .conftest import wait_for_result, wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,19 +45,6 @@ def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-
-
-def wait_for_result(project: Path, line: str, process: subprocess.Popen[bytes]) -> None:
-    """Until pytest has reported ``line`` (e.g. "b-second PASSED"). The next case's prompt
-    is queued ahead and may start before the previous case is judged, so a running prompt
-    alone does not mean the cases before it are done."""
-    deadline = time.monotonic() + 300  # a hang guard only
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "pytest ended before reporting " + line
-        if line in (project / "pytest.log").read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"pytest never reported {line!r}")
 
 
 def check_baselines(root: Path) -> dict[str, set[str]]:
@@ -96,7 +83,7 @@ def test_kill_9_during_an_update_run_keeps_what_finished_and_nothing_half(
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     try:
         wait_for_running(comfy.url, 5000, process)
-        wait_for_result(project, "b-second PASSED", process)
+        wait_for_result(project / "pytest.log", "b-second PASSED", process)
         process.send_signal(signal.SIGKILL)
         process.wait(60)
     finally:
@@ -134,7 +121,7 @@ def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     try:
         wait_for_running(comfy.url, 5000, process)
-        wait_for_result(project, "b-second PASSED", process)
+        wait_for_result(project / "pytest.log", "b-second PASSED", process)
         process.send_signal(signal.SIGINT)
         process.wait(120)  # a hang guard: Ctrl-C ends the run
     finally:
