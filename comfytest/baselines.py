@@ -36,6 +36,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageChops, ImageSequence
 
+from comfytest._process import pid_alive
 from comfytest.compare import Comparison, Tolerance, compare_frames
 
 try:
@@ -516,17 +517,7 @@ def remove_leftovers(path: Path) -> list[Path]:
     prefix = f".{path.name}."
     for leftover in path.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
         pid = leftover.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

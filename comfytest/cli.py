@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,23 +205,30 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _server(args: argparse.Namespace) -> Iterator[tuple[ComfyClient, Runtime | None]]:
+    """A client for ``--url``, else for the managed runtime started briefly (its runtime)."""
+    if args.url:
+        with ComfyClient(args.url) as client:
+            yield client, None
+        return
+    runtime = find_runtime(args.home, args.runtime)
+    with tempfile.TemporaryDirectory(prefix="comfytest-") as run_dir:
+        server = start_server(runtime, Path(run_dir), log=lambda message: None)
+        try:
+            with ComfyClient(server.url) as client:
+                yield client, runtime
+        finally:
+            server.stop(keep_files=True)
+
+
 def _convert(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.workflow)
     if not is_ui_workflow(workflow):
         print(json.dumps(workflow, indent=2))
         return 0
-    if args.url:
-        with ComfyClient(args.url) as client:
-            info = client.object_info()
-    else:
-        runtime = find_runtime(args.home, args.runtime)
-        with tempfile.TemporaryDirectory(prefix="comfytest-convert-") as run_dir:
-            server = start_server(runtime, Path(run_dir), log=lambda message: None)
-            try:
-                with ComfyClient(server.url) as client:
-                    info = client.object_info()
-            finally:
-                server.stop(keep_files=True)
+    with _server(args) as (client, _):
+        info = client.object_info()
     print(json.dumps(ui_to_api(workflow, info), indent=2))
     return 0
 
@@ -259,18 +267,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    if args.url:
-        with ComfyClient(args.url) as client:
-            found = server_fingerprint(client)
-    else:
-        runtime = find_runtime(args.home, args.runtime)
-        with tempfile.TemporaryDirectory(prefix="comfytest-env-") as run_dir:
-            server = start_server(runtime, Path(run_dir), log=lambda message: None)
-            try:
-                with ComfyClient(server.url) as client:
-                    found = server_fingerprint(client, runtime)
-            finally:
-                server.stop(keep_files=True)
+    with _server(args) as (client, runtime):
+        found = server_fingerprint(client, runtime)
     print(json.dumps(found, indent=2, sort_keys=True))
     if args.against is None:
         return 0

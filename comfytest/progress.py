@@ -29,7 +29,6 @@ class LiveProgress:
         self._clock = clock
         self._first: dict[str, tuple[float, int]] = {}
         self._shown: dict[str, int] = {}
-        self.lines = 0
 
     def __call__(self, node: str, value: int, maximum: int) -> None:
         now = self._clock()
@@ -45,4 +44,3 @@ class LiveProgress:
         elapsed = now - first[0]
         rate = f", {(value - first[1]) / elapsed:.1f} it/s" if elapsed > 0 else ""
         self._write(f"    node {node}: {value}/{maximum} ({100 * value // maximum}%){rate}")
-        self.lines += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,16 @@ def wait_for_result(log: Path, line: str, process: subprocess.Popen[bytes]) -> N
             return
         time.sleep(0.1)
     pytest.fail(f"pytest never reported {line!r}")
+
+
+def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
+    """pytest on ``project`` in the background, verbose and unbuffered into pytest.log (so
+    ``wait_for_result`` sees each result as it is reported)."""
+    with (project / "pytest.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args],
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )

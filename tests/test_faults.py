@@ -6,8 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from comfytest.cases import Case, load_cases
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import wait_for_result, wait_for_running
+from .conftest import start_pytest, wait_for_result, wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,25 +134,13 @@ def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
     )
     log = project / "pytest.log"
     try:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    f"--comfy-url={server.url}",
-                    "--comfy-update=missing",
-                    "--comfy-timeout=600",  # the cases must not wait for this
-                    "-p",
-                    "no:cacheprovider",
-                    "-rE",
-                    "-v",
-                ],
-                cwd=project,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        process = start_pytest(
+            project,
+            f"--comfy-url={server.url}",
+            "--comfy-update=missing",
+            "--comfy-timeout=600",  # the cases must not wait for this
+            "-rE",
+        )
         try:
             wait_for_running(server.url, 5000, process)
             wait_for_result(log, "a-before PASSED", process)  # b may start before a ends

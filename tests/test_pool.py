@@ -6,8 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from comfytest.pool import (
 )
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import processes_mentioning, wait_for_result, wait_for_running
+from .conftest import processes_mentioning, start_pytest, wait_for_result, wait_for_running
 
 # -- specs, tags and the binding rule (no server) ------------------------------------------
 
@@ -287,26 +285,14 @@ def test_a_case_whose_server_is_lost_runs_again_on_another(
     )
     log = project / "pytest.log"
     try:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    f"--comfy-url={doomed.url} only=doomed",  # home: the first server
-                    f"--comfy-url={comfy.url}",
-                    "--comfy-update=missing",
-                    "--comfy-timeout=600",  # the cases must not wait for this
-                    "-p",
-                    "no:cacheprovider",
-                    "-rE",
-                    "-v",
-                ],
-                cwd=project,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        process = start_pytest(
+            project,
+            f"--comfy-url={doomed.url} only=doomed",  # home: the first server
+            f"--comfy-url={comfy.url}",
+            "--comfy-update=missing",
+            "--comfy-timeout=600",  # the cases must not wait for this
+            "-rE",
+        )
         try:
             wait_for_running(doomed.url, 300, process)
             wait_for_result(log, "a-before PASSED", process)  # b may start before a ends

@@ -21,7 +21,7 @@ from comfytest.baselines import BaselineStore, atomic_write, read_frames, unused
 from comfytest.compare import Tolerance
 from comfytest.runtime import ManagedServer
 
-from .conftest import wait_for_result, wait_for_running
+from .conftest import start_pytest, wait_for_result, wait_for_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,17 +34,6 @@ def cases(seed: int) -> str:
         "  - id: c-endless\n    inputs: {KSampler: {steps: 5000}}\n"
         "  - id: d-never\n"
     )
-
-
-def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
-    with (project / "pytest.log").open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args],
-            cwd=project,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 def check_baselines(root: Path) -> dict[str, set[str]]:

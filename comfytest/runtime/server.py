@@ -21,6 +21,7 @@ from typing import IO
 
 import httpx
 
+from comfytest._process import pid_alive
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import SCRIPTS, Log, Runtime, stderr_log
 
@@ -193,16 +194,6 @@ def _supported_flags(comfyui_dir: Path) -> set[str]:
         for token in text.replace("(", " ").replace(",", " ").split()
         if token.startswith(('"--', "'--"))
     }
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def kill_pid(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
