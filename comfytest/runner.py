@@ -568,13 +568,16 @@ class Runner:
             for node_id, node in prompt.items()
         }
         project = self.store.root.parent
+        inputs = {node: dict(values) for node, values in case.overrides.items()}
+        for upload in case.uploads:  # a file in the project is named as in a clone of it
+            inputs.setdefault(upload.node_id, {})[upload.input_name] = _relative(upload.path, project)
         return {
             "case": f"{_relative(case.path, project)}::{case.name}",
             "workflow": _relative(case.workflow_path, project),
             "prompt_digest": prompt_digest(plain),
             "seed": case.seed,
             "sweep": dict(case.values),
-            "inputs": {node: dict(values) for node, values in case.overrides.items()},
+            "inputs": inputs,
             "environment": self.environment(),
         }
 

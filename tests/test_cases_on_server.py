@@ -123,6 +123,8 @@ def test_upload_pipeline_and_two_outputs_also_under_xdist(
         "baselines/two/up/12-0.png",
         "baselines/two/up/9-0.png",
     ]
+    manifest = json.loads((project / "baselines/pipe/blur/manifest.json").read_text())
+    assert manifest["inputs"]["1"] == {"image": "cases/inputs/pattern.png"}, "as in a clone"
     with Image.open(project / "baselines/pipe/blur/5-0.png") as piped:
         assert piped.size == (96, 96)
         assert np.asarray(piped).std() > 10, "the uploaded pattern went through, not a flat image"
