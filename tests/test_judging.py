@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,28 @@ def test_one_pixel_change_passes_the_hash_but_not_a_pixel_tolerance() -> None:
     strict = compare(changed, texture(1), Tolerance(max_pixel_diff=0))
     assert not strict.passed
     assert "max pixel diff 40 (allowed 0)" in strict.describe()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16", "I", "F"])
+@pytest.mark.parametrize("band_values", [1 << 20, 500])
+def test_pixel_metrics_are_exact_in_every_mode(
+    mode: str, band_values: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Max, mean and PSNR equal a plain numpy computation over all values, whether the
+    differences are counted by PIL (8 bits), by numpy (16 bits) or widened (32 bits),
+    in one band of rows or many."""
+    monkeypatch.setattr(sys.modules["comfytest.compare"], "BAND_VALUES", band_values)
+    one, other = (texture(seed, (48, 40)).convert(mode) for seed in (1, 2))
+    if mode == "I;16":  # use the high bits too
+        one, other = (Image.fromarray(np.asarray(i, np.uint16) * 257) for i in (one, other))
+    assert one.mode == mode
+    a, b = (np.asarray(image).astype(np.float64) for image in (one, other))
+    diff = np.abs(a - b)
+    result = compare(one, other, Tolerance())
+    assert result.max_pixel_diff == int(diff.max()) > 0
+    assert result.mean_pixel_diff == pytest.approx(diff.mean())
+    assert result.psnr == pytest.approx(10 * np.log10(255**2 / np.square(diff).mean()))
+    assert compare(one, one.copy(), Tolerance()).identical
 
 
 def test_size_mismatch_is_its_own_verdict() -> None:
