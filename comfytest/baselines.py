@@ -59,6 +59,7 @@ __all__ = [
     "read_frames",
     "read_manifest",
     "remove_leftovers",
+    "stored_phashes",
     "unused_baselines",
     "write_manifest",
     "write_png",
@@ -175,8 +176,9 @@ class BaselineStore:
                 kept = self._keep(folder, key, frames, ok=True)
                 return Verdict(key, label, "created", path, kept)
             baseline = Frames(path, side="baseline")
+            stored = stored_phashes(self.root, folder, key)
             try:
-                comparison = compare_frames(frames, baseline, tolerance)
+                comparison = compare_frames(frames, baseline, tolerance, stored)
             except Unreadable as exc:
                 if exc.side != "baseline":
                     raise
@@ -393,6 +395,7 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
             "frames": len(hashes),
             "phash": hashes if len(hashes) > 1 else hashes[0],
             "pixels_sha256": pixels.hexdigest()[:16],
+            "png_sha256": _file_digest(png),
         }
     for txt in sorted((root / folder).glob("*.txt")):
         text = txt.read_text(encoding="utf-8", errors="replace")
@@ -401,6 +404,47 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
     atomic_write(
         root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     )
+
+
+def stored_phashes(root: Path, folder: str, key: str) -> Callable[[int], str | None]:
+    """The pHash of each frame of baseline ``key`` as its manifest records it, by frame.
+
+    Read on first use (only outputs whose pixels differ need it). Every frame's is None
+    unless the manifest describes these very PNG bytes: a baseline replaced by hand, or a
+    manifest from before ``png_sha256``, is hashed afresh."""
+    found: list[str | None] | None = None
+
+    def lookup(frame: int) -> str | None:
+        nonlocal found
+        if found is None:
+            found = _recorded_phashes(root, folder, key)
+        return found[frame] if frame < len(found) else None
+
+    return lookup
+
+
+def _recorded_phashes(root: Path, folder: str, key: str) -> list[str | None]:
+    entry = ((read_manifest(root, folder) or {}).get("outputs") or {}).get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("png_sha256"), str):
+        return []
+    try:
+        if _file_digest(root / folder / f"{key}.png") != entry["png_sha256"]:
+            return []
+    except OSError:
+        return []
+    phash = entry.get("phash")
+    return [
+        value if isinstance(value, str) and re.fullmatch("[0-9a-f]{16}", value) else None
+        for value in (phash if isinstance(phash, list) else [phash])
+    ]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def unused_baselines(

@@ -12,6 +12,7 @@ each one sees on the tiny SD1.5 model; the defaults below come from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -210,8 +211,16 @@ class FrameSource(Protocol):
     def __iter__(self) -> Iterator[Image.Image]: ...
 
 
-def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) -> Comparison:
-    """Compare two decoded images under ``tolerance``."""
+def compare(
+    actual: Image.Image,
+    baseline: Image.Image,
+    tolerance: Tolerance,
+    stored_phash: Callable[[], str | None] | None = None,
+) -> Comparison:
+    """Compare two decoded images under ``tolerance``.
+
+    ``stored_phash``, when given, returns the baseline's 64-bit pHash as recorded beside it
+    (hex), or None: asked only when the pixels differ, it saves hashing the baseline again."""
     if actual.size != baseline.size or actual.mode != baseline.mode:
         return Comparison(
             tolerance,
@@ -225,12 +234,13 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
     max_diff, total, squares, count = _pixel_differences(actual, baseline)
     if max_diff == 0:
         return Comparison(tolerance, distances=dict.fromkeys(tolerance.hashes(), 0))
-    distances = {
-        name: int(
-            HASHES[name](actual, tolerance.hash_size) - HASHES[name](baseline, tolerance.hash_size)
-        )
-        for name in tolerance.hashes()
-    }
+    distances = {}
+    for name in tolerance.hashes():
+        known = None
+        if name == "phash" and tolerance.hash_size == DEFAULT_HASH_SIZE and stored_phash:
+            known = stored_phash()
+        theirs = _from_hex(known) if known else HASHES[name](baseline, tolerance.hash_size)
+        distances[name] = int(HASHES[name](actual, tolerance.hash_size) - theirs)
     return Comparison(
         tolerance,
         distances=distances,
@@ -238,6 +248,12 @@ def compare(actual: Image.Image, baseline: Image.Image, tolerance: Tolerance) ->
         mean_pixel_diff=total / count,
         psnr=10 * math.log10(255**2 / (squares / count)),
     )
+
+
+def _from_hex(text: str) -> imagehash.ImageHash:
+    """A 64-bit hash from its hex form; ``imagehash.hex_to_hash``'s result, 8x faster."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), np.uint8))
+    return imagehash.ImageHash(bits.astype(bool).reshape(DEFAULT_HASH_SIZE, DEFAULT_HASH_SIZE))
 
 
 def _pixel_differences(actual: Image.Image, baseline: Image.Image) -> tuple[int, float, float, int]:
@@ -283,11 +299,17 @@ def _pixel_differences(actual: Image.Image, baseline: Image.Image) -> tuple[int,
     return max_diff, total, squares, count
 
 
-def compare_frames(actual: FrameSource, baseline: FrameSource, tolerance: Tolerance) -> Comparison:
+def compare_frames(
+    actual: FrameSource,
+    baseline: FrameSource,
+    tolerance: Tolerance,
+    stored_phash: Callable[[int], str | None] | None = None,
+) -> Comparison:
     """Compare animations frame by frame, holding one frame of each at a time; the evidence
     is the first failing frame's, else the most different frame's.
 
-    A different frame count is its own verdict. A single frame is plain ``compare``."""
+    A different frame count is its own verdict. A single frame is plain ``compare``;
+    ``stored_phash(frame)`` is ``compare``'s, per frame."""
     count = len(actual)
     if count != len(baseline):
         return Comparison(
@@ -297,7 +319,8 @@ def compare_frames(actual: FrameSource, baseline: FrameSource, tolerance: Tolera
         )
     chosen: tuple[int, Comparison] | None = None
     for index, (a, b) in enumerate(zip(actual, baseline, strict=False)):
-        result = compare(a, b, tolerance)
+        stored = functools.partial(stored_phash, index) if stored_phash else None
+        result = compare(a, b, tolerance, stored)
         if count == 1:
             return result
         if chosen is None or result.max_pixel_diff > chosen[1].max_pixel_diff:

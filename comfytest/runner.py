@@ -570,7 +570,9 @@ class Runner:
         project = self.store.root.parent
         inputs = {node: dict(values) for node, values in case.overrides.items()}
         for upload in case.uploads:  # a file in the project is named as in a clone of it
-            inputs.setdefault(upload.node_id, {})[upload.input_name] = _relative(upload.path, project)
+            inputs.setdefault(upload.node_id, {})[upload.input_name] = _relative(
+                upload.path, project
+            )
         return {
             "case": f"{_relative(case.path, project)}::{case.name}",
             "workflow": _relative(case.workflow_path, project),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
 from PIL import Image
 
-from comfytest.baselines import BaselineStore, atomic_write
+from comfytest.baselines import BaselineStore, atomic_write, write_manifest
 from comfytest.compare import Tolerance, compare
 
 
@@ -107,6 +109,35 @@ def test_lifecycle(tmp_path: Path) -> None:
     assert judge(store(tmp_path, "all"), nudge(texture(2), 1)) == "updated"
     assert baseline.read_bytes() != before
     assert judge(store(tmp_path, "all"), nudge(texture(2), 1)) == "passed"
+
+
+def test_the_manifest_pHash_is_used_only_for_the_bytes_it_describes(tmp_path: Path) -> None:
+    """A differing output is hashed once, not twice, when the manifest's pHash belongs to the
+    baseline PNG as it is on disk; a baseline replaced by hand is hashed afresh."""
+    assert judge(store(tmp_path, "missing"), texture(1)) == "created"
+    write_manifest(tmp_path / "baselines", "suite/case", {})
+    manifest = tmp_path / "baselines" / "suite" / "case" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    fresh = imagehash.phash(texture(1))
+    assert recorded["outputs"]["9-0"]["phash"] == str(fresh)
+    # Seen through a recorded hash with every bit flipped, the distance says it was used.
+    flipped = imagehash.ImageHash(~fresh.hash)
+    recorded["outputs"]["9-0"]["phash"] = str(flipped)
+    manifest.write_text(json.dumps(recorded))
+
+    def distance() -> int:
+        found = store(tmp_path, "none").judge(
+            "suite/case", "9-0", "9", nudge(texture(1), 60), Tolerance(phash=64)
+        )
+        assert found.comparison is not None
+        return found.comparison.phash_distance
+
+    changed = imagehash.phash(nudge(texture(1), 60))
+    assert distance() == changed - flipped
+    assert judge(store(tmp_path, "none"), texture(1)) == "passed", "identical: no hash asked"
+    # The same pixels in other bytes (a PNG saved elsewhere): the record no longer applies.
+    texture(1).save(tmp_path / "baselines" / "suite" / "case" / "9-0.png", compress_level=1)
+    assert distance() == changed - fresh
 
 
 def test_baselines_hold_pixels_only(tmp_path: Path) -> None:
