@@ -213,7 +213,10 @@ class Summary:
             outcome = "error" if is_infrastructure(report) else report.outcome
             if outcome == "error":
                 self.infrastructure += 1
-            self.cases.append(case_record(report.nodeid, outcome, report.duration, props, message))
+            span = (report.start, report.stop)
+            self.cases.append(
+                case_record(report.nodeid, outcome, report.duration, props, message, span)
+            )
         elif report.when == "setup" and folder and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.
             outcome = "skipped" if report.skipped else "error"

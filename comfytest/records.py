@@ -18,9 +18,16 @@ __all__ = ["case_record", "run_record"]
 
 
 def case_record(
-    nodeid: str, outcome: str, duration: float, props: Mapping[str, object], message: str = ""
+    nodeid: str,
+    outcome: str,
+    duration: float,
+    props: Mapping[str, object],
+    message: str = "",
+    span: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """One case as run: outcome, per-output verdicts and numbers, timings, server."""
+    """One case as run: outcome, per-output verdicts and numbers, timings, server.
+
+    ``span`` is when its test ran, as Unix times (``start``, ``stop``)."""
 
     def loaded(name: str) -> Any:
         return json.loads(str(props[name])) if name in props else None
@@ -29,6 +36,8 @@ def case_record(
         "id": nodeid,
         "outcome": outcome,
         "duration_s": round(duration, 4),
+        "start": round(span[0], 4) if span else None,
+        "stop": round(span[1], 4) if span else None,
         "server": props.get("comfytest_server"),
         "prompt_id": props.get("comfytest_prompt_id"),
         "outputs": loaded("comfytest_outputs"),

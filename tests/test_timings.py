@@ -45,6 +45,8 @@ def test_timings_repeats_and_the_run_record(
     assert header["xdist_workers"] == 0
     assert header["environment"]["comfyui_version"] == "0.3.75"
     first, bench = sorted(record["cases"], key=lambda c: c["id"].endswith("bench"))
+    assert first["stop"] <= bench["start"], "each case says when it ran"
+    assert bench["stop"] - bench["start"] == pytest.approx(bench["duration_s"], abs=0.01)
     assert first["timings"]["cold"] is True, "the first run after /free loads the model"
     assert bench["timings"]["cold"] is False, "later runs find it loaded"
     timings = bench["timings"]
