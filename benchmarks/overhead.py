@@ -8,8 +8,10 @@ Against one managed server (started here), in one run, it prints:
   message, from /history's ``status.messages``), median and IQR over N prompts, for
   - the minimal raw client in ``benchmarks/raw_client.py``, with one persistent WebSocket
     and HTTP connection, and again with new connections per prompt;
-  - comfytest: a full pytest run of N cases, (wall - total execution) / N, and per item
-    (call duration - execution) from ``run.json``;
+  - comfytest: a full pytest run of N cases, per item from the items' timestamps in
+    ``run.json`` (once the run is going, and the first item's one-time set-up apart), per
+    case over the test loop and over the whole process, and the server's idle time
+    between its prompts (see ``comfytest_overheads``);
   - comfy-cli's ``comfy run --wait`` (installed with ``--install-comfy-cli`` into its own
     venv under the comfytest home, or given with ``--comfy``);
 * for a sweep of ``--sweep`` cells of the tiny txt2img, the fraction of wall time the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import shutil
 import statistics
@@ -107,18 +110,49 @@ def run_pytest(root: Path, url: str, *args: str) -> float:
     return wall
 
 
-def comfytest_overheads(url: str, n: int, first_seed: int) -> tuple[float, float]:
+def comfytest_overheads(url: str, n: int, first_seed: int) -> dict[str, float]:
+    """Per case, in ms beyond execution, from a pytest run of ``n`` cases:
+
+    * ``item``: from the end of the first prompt's execution (server time) to the last
+      item's stop, over the n - 1 items after the first: everything a case costs once the
+      run is going (pytest's own work between items included);
+    * ``first``: from the first item's start to its prompt's execution start, once per run
+      and server (connecting, ``/free`` and the server's garbage collection after it,
+      ``/object_info``);
+    * ``loop``: the first item's start to the last one's stop, over n items;
+    * ``run``: the whole pytest process (start-up and collection too), over n items;
+    * ``idle``: the median time the server idled between two prompts of the run (its own
+      timestamps).
+
+    Prompts are pipelined (the next one runs while this one's outputs are judged), so one
+    item's duration can be shorter than its execution: each figure is over a stretch of
+    the run."""
     with tempfile.TemporaryDirectory(prefix="comfytest-bench-") as tmp:
         root = Path(tmp)
         comfytest_project(root, n, first_seed)
         run_pytest(root, url, "--comfy-update=missing")
         wall = run_pytest(root, url)
         record = json.loads((root / ".comfytest/results/run.json").read_text())
-    executions = sum(c["timings"]["execution_s"] for c in record["cases"])
-    # Prompts are pipelined (the next one runs while this one's outputs are judged), so a
-    # single item's duration can be shorter than its execution: overhead is a run's total.
-    calls = sum(c["duration_s"] for c in record["cases"])
-    return (calls - executions) * 1000 / n, (wall - executions) * 1000 / n
+    cases = sorted(record["cases"], key=lambda case: case["start"])
+    executions = [case["timings"]["execution_s"] for case in cases]
+    spans = [server_span(url, case["prompt_id"]) for case in cases]
+    idle = [after[0] - before[1] for before, after in itertools.pairwise(spans)]
+    first, last = cases[0], cases[-1]
+    found = {
+        "item": (last["stop"] - spans[0][1] - sum(executions[1:])) / (n - 1),
+        "first": spans[0][0] - first["start"],
+        "loop": (last["stop"] - first["start"] - sum(executions)) / n,
+        "run": (wall - sum(executions)) / n,
+        "idle": statistics.median(idle),
+    }
+    return {name: seconds * 1000 for name, seconds in found.items()}
+
+
+def server_span(url: str, prompt_id: str) -> tuple[float, float]:
+    """When the server started and ended a prompt (Unix times, from ``/history``)."""
+    entry = httpx.get(f"{url}/history/{prompt_id}").json()[prompt_id]
+    stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
+    return stamps["execution_start"] / 1000, stamps["execution_success"] / 1000
 
 
 def comfy_cli_overheads(comfy: str, url: str, n: int, first_seed: int) -> list[float]:
@@ -255,20 +289,32 @@ def main() -> int:
             print(f"  raw client, persistent connections   {spread(raw)}")
             fresh = raw_overheads(url, args.n, 2000, persistent=False)
             print(f"  raw client, new connections          {spread(fresh)}")
-            per_item, per_run = comfytest_overheads(url, args.n, 3000)
-            print(f"  comfytest, sum(call - exec) / N      {per_item:7.1f} ms  (pipelined)")
+            ours = comfytest_overheads(url, args.n, 3000)
             print(
-                f"  comfytest, whole pytest run / N      {per_run:7.1f} ms  "
-                "(with pytest's start, collection and the first /free)"
+                f"  comfytest, per item                  {ours['item']:7.1f} ms  "
+                f"(items 2..N, from their timestamps; pipelined)"
             )
+            print(
+                f"  comfytest, first item                {ours['first']:7.1f} ms  "
+                "(once per run and server: connect, /free, /object_info)"
+            )
+            print(f"  comfytest, test loop / N             {ours['loop']:7.1f} ms")
+            print(
+                f"  comfytest, whole pytest run / N      {ours['run']:7.1f} ms  "
+                "(with pytest's start and collection)"
+            )
+            print(f"  server idle between comfytest's prompts: median {ours['idle']:.1f} ms")
             cli: list[float] = []
             if comfy:
                 cli = comfy_cli_overheads(comfy, url, args.n, 4000)
                 print(f"  comfy-cli run --wait                 {spread(cli)}")
             else:
                 print("  comfy-cli: not installed (--install-comfy-cli, or --comfy PATH)")
-            item, floor = per_item, statistics.median(raw)
-            print(f"comfytest per item / raw client: {item / floor:.2f}x (target <= 2x)")
+            item, floor = ours["item"], statistics.median(raw)
+            print(
+                f"comfytest per item / raw client: {item / floor:.2f}x (target <= 2x); "
+                f"with the first item's set-up spread over N: {ours['loop'] / floor:.2f}x"
+            )
             if cli:
                 print(
                     f"comfytest per item / comfy-cli: 1/{statistics.median(cli) / item:.0f} "
