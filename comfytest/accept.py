@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfytest.baselines import (
-    PENDING_MANIFEST,
-    atomic_write,
-    read_manifest,
-    write_manifest,
-)
+from comfytest.atomic import atomic_write
 from comfytest.errors import ComfytestError
+from comfytest.manifest import PENDING_MANIFEST, read_manifest, write_manifest
 
 __all__ = ["Change", "apply", "plan"]
 

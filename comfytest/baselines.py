@@ -19,25 +19,20 @@ beyond tol.  fail               fail                             update
 from __future__ import annotations
 
 import contextlib
-import glob
-import hashlib
-import io
-import json
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import imagehash
-import numpy as np
-from PIL import Image, ImageChops, ImageSequence
+from PIL import Image
 
-from comfytest._process import pid_alive
+from comfytest.atomic import atomic_write
 from comfytest.compare import Comparison, Tolerance, compare_frames
+from comfytest.images import Frames, Unreadable, difference_image, write_png
+from comfytest.manifest import MANIFEST, stored_phashes
 
 try:
     import fcntl
@@ -45,24 +40,12 @@ except ImportError:  # Windows: atomic writes, but no lock per case folder
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "DECODE_ERRORS",
     "KEEP_MODES",
-    "MANIFEST",
-    "PENDING_MANIFEST",
     "UPDATE_MODES",
     "BaselineStore",
-    "Frames",
     "Verdict",
-    "atomic_write",
     "delete_baselines",
-    "difference_image",
-    "read_frames",
-    "read_manifest",
-    "remove_leftovers",
-    "stored_phashes",
     "unused_baselines",
-    "write_manifest",
-    "write_png",
 ]
 
 UPDATE_MODES = ("none", "missing", "changed", "all")
@@ -285,166 +268,8 @@ class BaselineStore:
         return paths[0]
 
 
-class Unreadable(Exception):
-    """An image that cannot be decoded; ``side`` is "actual" or "baseline"."""
-
-    def __init__(self, side: str, reason: BaseException) -> None:
-        self.side = side
-        self.reason = reason
-        super().__init__(f"{side} is not a readable image: {reason}")
-
-
-#: What PIL raises on a truncated or corrupt file.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-
-
-class Frames:
-    """The frames of an image file, a download, or decoded images, decoded one at a time.
-
-    Judging walks two animations side by side, holding one frame of each rather than both
-    animations; only writing a PNG (a new baseline, evidence) decodes every frame at once.
-    A file that cannot be decoded raises ``Unreadable`` naming its ``side``."""
-
-    def __init__(
-        self, source: Path | bytes | Image.Image | list[Image.Image], side: str = "actual"
-    ) -> None:
-        self._source = [source] if isinstance(source, Image.Image) else source
-        self.side = side
-        self._count: int | None = None
-
-    def __len__(self) -> int:
-        if isinstance(self._source, list):
-            return len(self._source)
-        if self._count is None:
-            with self._decoding(), self._open() as opened:
-                self._count = int(getattr(opened, "n_frames", 1))
-        return self._count
-
-    def __iter__(self) -> Iterator[Image.Image]:
-        if isinstance(self._source, list):
-            yield from self._source
-            return
-        with self._decoding(), self._open() as opened:
-            for frame in ImageSequence.Iterator(opened):
-                frame.load()
-                yield frame  # the same object, moved on to the next frame: copy to keep it
-
-    def all(self) -> list[Image.Image]:
-        return [frame.copy() for frame in self]
-
-    def at(self, index: int) -> Image.Image:
-        for position, frame in enumerate(self):
-            if position == index:
-                return frame.copy()
-        raise IndexError(index)
-
-    def _open(self) -> Image.Image:
-        source = self._source
-        assert not isinstance(source, list)
-        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-
-    @contextlib.contextmanager
-    def _decoding(self) -> Iterator[None]:
-        try:
-            yield
-        except DECODE_ERRORS as exc:
-            raise Unreadable(self.side, exc) from None
-
-
-def read_frames(source: Path | bytes) -> list[Image.Image]:
-    """Every frame of an image file or download (one for a still image), decoded."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-        return [frame.copy() for frame in ImageSequence.Iterator(opened)]
-
-
 def _clip(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-MANIFEST = "manifest.json"
-#: Beside kept evidence: the manifest the case's baselines would get if accepted.
-PENDING_MANIFEST = "manifest.pending.json"
-
-
-def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
-    """The manifest beside a case's baselines, or None (absent or unreadable)."""
-    try:
-        data = json.loads((root / folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
-    """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
-    outputs: dict[str, Any] = {}
-    for png in sorted((root / folder).glob("*.png")):
-        pixels, hashes, first = hashlib.sha256(), [], None
-        try:
-            for frame in Frames(png, side="baseline"):  # one frame at a time
-                first = first or (list(frame.size), frame.mode)
-                pixels.update(np.asarray(frame).tobytes())
-                hashes.append(str(imagehash.phash(frame)))
-        except Unreadable:
-            continue
-        if first is None:
-            continue
-        outputs[png.stem] = {
-            "size": first[0],
-            "mode": first[1],
-            "frames": len(hashes),
-            "phash": hashes if len(hashes) > 1 else hashes[0],
-            "pixels_sha256": pixels.hexdigest()[:16],
-            "png_sha256": _file_digest(png),
-        }
-    for txt in sorted((root / folder).glob("*.txt")):
-        text = txt.read_text(encoding="utf-8", errors="replace")
-        outputs[txt.stem] = {"text": text if len(text) <= 200 else text[:200] + "..."}
-    manifest = {**data, "outputs": outputs}
-    atomic_write(
-        root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    )
-
-
-def stored_phashes(root: Path, folder: str, key: str) -> Callable[[int], str | None]:
-    """The pHash of each frame of baseline ``key`` as its manifest records it, by frame.
-
-    Read on first use (only outputs whose pixels differ need it). Every frame's is None
-    unless the manifest describes these very PNG bytes: a baseline replaced by hand, or a
-    manifest from before ``png_sha256``, is hashed afresh."""
-    found: list[str | None] | None = None
-
-    def lookup(frame: int) -> str | None:
-        nonlocal found
-        if found is None:
-            found = _recorded_phashes(root, folder, key)
-        return found[frame] if frame < len(found) else None
-
-    return lookup
-
-
-def _recorded_phashes(root: Path, folder: str, key: str) -> list[str | None]:
-    entry = ((read_manifest(root, folder) or {}).get("outputs") or {}).get(key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("png_sha256"), str):
-        return []
-    try:
-        if _file_digest(root / folder / f"{key}.png") != entry["png_sha256"]:
-            return []
-    except OSError:
-        return []
-    phash = entry.get("phash")
-    return [
-        value if isinstance(value, str) and re.fullmatch("[0-9a-f]{16}", value) else None
-        for value in (phash if isinstance(phash, list) else [phash])
-    ]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def unused_baselines(
@@ -477,91 +302,3 @@ def delete_baselines(root: Path, paths: list[Path]) -> None:
         while folder != root and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
             folder = folder.parent
-
-
-def difference_image(actual: Image.Image, baseline: Image.Image) -> Image.Image:
-    """Per-pixel |actual - baseline|, scaled so the largest difference is white."""
-    # In 8 bits through PIL: one image's worth of memory, however big the image.
-    diff = ImageChops.difference(actual.convert("RGB"), baseline.convert("RGB"))
-    extrema: Any = diff.getextrema()  # one (low, high) pair per band of an RGB image
-    peak = max(int(high) for _low, high in extrema)
-    return diff.point(lambda value: int(value * 255.0 / peak)) if peak else diff
-
-
-def png_bytes(frames: Image.Image | list[Image.Image]) -> bytes:
-    """Pixels only: a PNG (an APNG for several frames) with no text chunks, so equal pixels
-    give equal bytes."""
-    buffer = io.BytesIO()
-    _save_png(frames, buffer)
-    return buffer.getvalue()
-
-
-def write_png(path: Path, frames: Image.Image | list[Image.Image]) -> None:
-    """``png_bytes`` written atomically to ``path``, encoded straight into the file."""
-    atomic_write(path, lambda handle: _save_png(frames, handle))
-
-
-def _save_png(frames: Image.Image | list[Image.Image], handle: IO[bytes]) -> None:
-    frames = frames if isinstance(frames, list) else [frames]
-    extra: dict[str, Any] = (
-        {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
-    )
-    frames[0].save(handle, format="PNG", optimize=False, compress_level=9, **extra)
-
-
-#: Temporary files of ``atomic_write``: ``.<name>.<pid>.<random>.tmp`` beside the target.
-TEMP_SUFFIX = ".tmp"
-
-
-def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
-    """Write ``data`` (bytes, or a function writing into a file) to ``path`` so that readers
-    see the old file or the new one, never half.
-
-    The new content goes to a temporary file beside ``path``, named after the writing
-    process, then replaces ``path``. A process killed meanwhile (``kill -9``) leaves that
-    temporary file behind: it never counts as a baseline (its name ends in ``.tmp``), and
-    the next write to the same path removes it once its process is gone."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent
-    )
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, bytes):
-                handle.write(data)
-            else:
-                data(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    """The existing file's permissions, else the default for a new file under the umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def remove_leftovers(path: Path) -> list[Path]:
-    """Delete the temporary files that killed writers of ``path`` left; returns them.
-
-    A temporary file whose process still runs (another run writing the same baseline) is
-    left alone."""
-    removed = []
-    prefix = f".{path.name}."
-    for leftover in path.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
-        pid = leftover.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            leftover.unlink(missing_ok=True)
-            removed.append(leftover)
-    return removed

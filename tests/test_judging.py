@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfytest.baselines import BaselineStore, atomic_write, write_manifest
+from comfytest.atomic import atomic_write
+from comfytest.baselines import BaselineStore
 from comfytest.compare import Tolerance, compare
+from comfytest.manifest import write_manifest
 
 
 def texture(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfytest.baselines import BaselineStore, atomic_write, read_frames, unused_baselines
+from comfytest.atomic import atomic_write
+from comfytest.baselines import BaselineStore, unused_baselines
 from comfytest.compare import Tolerance
+from comfytest.images import read_frames
 from comfytest.runtime import ManagedServer
 
 from .conftest import start_pytest, wait_for_result, wait_for_running
@@ -144,7 +146,7 @@ def test_a_writer_killed_mid_write_leaves_no_baseline_and_its_leftover_goes(
     # A real kill -9 in the middle of a write: the writer kills itself after half a file.
     code = (
         "import os, signal, sys\nfrom pathlib import Path\n"
-        "from comfytest.baselines import atomic_write\n"
+        "from comfytest.atomic import atomic_write\n"
         "def half(handle):\n"
         "    handle.write(b'\\x89PNG\\r\\n\\x1a\\n half a file')\n"
         "    handle.flush()\n"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfytest.baselines import atomic_write
+from comfytest.atomic import atomic_write
 from comfytest.errors import RuntimeSetupError
 
 __all__ = [

@@ -1,0 +1,112 @@
+"""The manifest beside a case's baselines: what a reviewer needs to judge a changed baseline
+(the case, its inputs, the environment), and per output its size, frames, pHash and
+digests. A differing output takes its baseline's pHash from here (``stored_phashes``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+
+from comfytest.atomic import atomic_write
+from comfytest.images import Frames, Unreadable
+
+__all__ = [
+    "MANIFEST",
+    "PENDING_MANIFEST",
+    "read_manifest",
+    "stored_phashes",
+    "write_manifest",
+]
+
+
+MANIFEST = "manifest.json"
+#: Beside kept evidence: the manifest the case's baselines would get if accepted.
+PENDING_MANIFEST = "manifest.pending.json"
+
+
+def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
+    """The manifest beside a case's baselines, or None (absent or unreadable)."""
+    try:
+        data = json.loads((root / folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
+    """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
+    outputs: dict[str, Any] = {}
+    for png in sorted((root / folder).glob("*.png")):
+        pixels, hashes, first = hashlib.sha256(), [], None
+        try:
+            for frame in Frames(png, side="baseline"):  # one frame at a time
+                first = first or (list(frame.size), frame.mode)
+                pixels.update(np.asarray(frame).tobytes())
+                hashes.append(str(imagehash.phash(frame)))
+        except Unreadable:
+            continue
+        if first is None:
+            continue
+        outputs[png.stem] = {
+            "size": first[0],
+            "mode": first[1],
+            "frames": len(hashes),
+            "phash": hashes if len(hashes) > 1 else hashes[0],
+            "pixels_sha256": pixels.hexdigest()[:16],
+            "png_sha256": _file_digest(png),
+        }
+    for txt in sorted((root / folder).glob("*.txt")):
+        text = txt.read_text(encoding="utf-8", errors="replace")
+        outputs[txt.stem] = {"text": text if len(text) <= 200 else text[:200] + "..."}
+    manifest = {**data, "outputs": outputs}
+    atomic_write(
+        root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    )
+
+
+def stored_phashes(root: Path, folder: str, key: str) -> Callable[[int], str | None]:
+    """The pHash of each frame of baseline ``key`` as its manifest records it, by frame.
+
+    Read on first use (only outputs whose pixels differ need it). Every frame's is None
+    unless the manifest describes these very PNG bytes: a baseline replaced by hand, or a
+    manifest from before ``png_sha256``, is hashed afresh."""
+    found: list[str | None] | None = None
+
+    def lookup(frame: int) -> str | None:
+        nonlocal found
+        if found is None:
+            found = _recorded_phashes(root, folder, key)
+        return found[frame] if frame < len(found) else None
+
+    return lookup
+
+
+def _recorded_phashes(root: Path, folder: str, key: str) -> list[str | None]:
+    entry = ((read_manifest(root, folder) or {}).get("outputs") or {}).get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("png_sha256"), str):
+        return []
+    try:
+        if _file_digest(root / folder / f"{key}.png") != entry["png_sha256"]:
+            return []
+    except OSError:
+        return []
+    phash = entry.get("phash")
+    return [
+        value if isinstance(value, str) and re.fullmatch("[0-9a-f]{16}", value) else None
+        for value in (phash if isinstance(phash, list) else [phash])
+    ]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
