@@ -128,8 +128,8 @@ class CaseItem(pytest.Item):
     def setup(self) -> None:
         """A case whose ``server:`` tags no server of the pool has is skipped, saying why."""
         runner = self.config.stash[RUNNER_KEY]
-        if runner.pick(self.case.server) is None:
-            pytest.skip(runner.no_server_reason(self.case.server))
+        if runner.servers.pick(self.case.server) is None:
+            pytest.skip(runner.servers.no_server_reason(self.case.server))
 
     def runtest(self) -> None:
         try:
@@ -142,19 +142,19 @@ class CaseItem(pytest.Item):
         """Run on the server the pool's rule picks; when that server is lost, once more on
         another server that fits and answers, if there is one."""
         runner = self.config.stash[RUNNER_KEY]
-        index = runner.pick(self.case.server)
+        index = runner.servers.pick(self.case.server)
         if index is None:
-            pytest.skip(runner.no_server_reason(self.case.server))
+            pytest.skip(runner.servers.no_server_reason(self.case.server))
         try:
-            with runner.using(index):
+            with runner.servers.using(index):
                 self._run()
         except ServerLost as lost:
-            other = runner.fallback(self.case.server, index)
+            other = runner.servers.fallback(self.case.server, index)
             if other is None:
                 raise
-            retried = {"lost": lost.url, "on": runner.servers[other].url, "error": str(lost)}
+            retried = {"lost": lost.url, "on": runner.servers.specs[other].url, "error": str(lost)}
             self.user_properties.append(("comfytest_retried_on", json.dumps(retried)))
-            with runner.using(other):
+            with runner.servers.using(other):
                 self._run()
 
     def _run(self) -> None:

@@ -28,6 +28,7 @@ from comfytest.records import case_record, run_record
 from comfytest.report import evidence_extras, write_html_report
 from comfytest.runner import Runner
 from comfytest.runtime import find_runtime
+from comfytest.servers import Servers
 from comfytest.settings import Settings, add_options
 from comfytest.sweep_report import Cell, group_cells, write_report
 from comfytest.table import summary_table
@@ -55,9 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
             for url in workerinput.get("comfytest_servers", ())
         ]
         servers = shared or list(settings.servers)
-        config.stash[RUNNER_KEY] = Runner(
-            store,
-            servers=servers,
+        pool = Servers(
+            servers,
             home_server=home_index(workerinput.get("workerid"), len(servers)),
             server_tags=dict(settings.server_tags),
             managed_elsewhere=bool(shared),
@@ -65,10 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
             runtime_name=settings.runtime,
             run_root=config.rootpath / ".comfytest" / "servers",
             server_args=settings.server_args,
-            timeout=settings.timeout,
             auth_env=settings.auth_env,
             ca_bundle=settings.ca_bundle,
         )
+        config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
         controller = not workerinput and config.pluginmanager.hasplugin("xdist")
         if controller and settings.launch and settings.server_count > 1:
             config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
@@ -84,12 +84,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtestloop(session: pytest.Session) -> None:
     """A server given by URL that does not answer is one usage error, not a failure per case."""
     runner = session.config.stash.get(RUNNER_KEY, None)
-    if runner is None or runner.manages_servers or session.config.option.collectonly:
+    if runner is None or runner.servers.manages_servers or session.config.option.collectonly:
         return
     controller = bool(getattr(session.config.option, "numprocesses", None))
     try:
         if controller:
-            runner.connect_all()  # every server of the pool answers
+            runner.servers.connect_all()  # every server of the pool answers
         elif any(isinstance(item, CaseItem) for item in session.items):
             runner.client()  # the home server answers; the others when first used
     except ServerError as exc:
@@ -158,7 +158,7 @@ class SharedServers:
             servers = start_servers(runtime, folders, extra_args=settings.server_args)
         except RuntimeSetupError as exc:
             raise pytest.UsageError(f"--comfy-servers: {exc}") from None
-        runner.adopt(servers, time.monotonic() - started)
+        runner.servers.adopt(servers, time.monotonic() - started)
         return [server.url for server in servers]
 
 
@@ -298,7 +298,7 @@ class Summary:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
-        server_line = runner.server_line if runner is not None else ""
+        server_line = runner.servers.server_line if runner is not None else ""
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
         if quiet and not self.infrastructure and not self.retried:
             return

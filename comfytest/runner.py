@@ -1,8 +1,8 @@
-"""One test run's state: where ComfyUI is, the shared clients, the baselines; runs cases.
+"""Runs cases: a case's prompt built, queued (the next one ahead of time), followed to its
+end, its outputs judged against the baselines and its manifest kept up to date.
 
 Plain library: no pytest here. The plugin builds one Runner per process (per xdist worker)
-and closes it at the end; a managed server is started lazily, on the first case that runs.
-A Runner may know a pool of servers (comfytest.pool): one client per server, made lazily.
+and closes it at the end; its servers (comfytest.servers) are reached lazily.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,14 @@ from comfytest.client import (
     ComfyClient,
     ProgressCallback,
     PromptRun,
-    header_from_env,
 )
 from comfytest.convert import ui_to_api
 from comfytest.environment import differences, server_fingerprint
-from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
+from comfytest.errors import ComfytestError, ServerError
 from comfytest.images import read_frames
 from comfytest.manifest import PENDING_MANIFEST, read_manifest, write_manifest
 from comfytest.noise import OutputNoise, summarize
-from comfytest.pool import ServerSpec, choose, no_match_reason
+from comfytest.pool import ServerSpec
 from comfytest.preflight import (
     PreflightFailed,
     Problem,
@@ -46,7 +44,7 @@ from comfytest.preflight import (
     output_nodes,
     seed_inputs,
 )
-from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
+from comfytest.servers import Servers
 from comfytest.workflow import copy_prompt, node_label, prompt_digest
 
 __all__ = ["CaseResult", "Runner"]
@@ -102,225 +100,34 @@ class CaseResult:
         return lines
 
 
-@dataclass
-class _Server:
-    """One server of the pool, as this runner knows it: connected lazily, once."""
-
-    spec: ServerSpec
-    #: Started on demand by this runner (``--comfy-launch``); its URL is known once started.
-    launch: bool = False
-    #: The managed runtime behind it, when known (its model sizes go in fingerprints).
-    runtime: Runtime | None = None
-    managed: ManagedServer | None = None
-    client: ComfyClient | None = None
-    object_info: dict[str, Any] | None = None
-    environment: dict[str, Any] | None = None
-    setup_error: ComfytestError | None = None
-    line: str = ""
-
-
 class Runner:
-    """Runs cases against a pool of ComfyUI servers: ``servers`` (or one ``url``), or else a
-    managed server started on demand.
-
-    Each server gets its own client, node definitions and fingerprint, made lazily. Cases
-    run on the *current* server: the home server (``home_server``, an index into the pool),
-    or the one ``using()`` selects; ``pick()`` applies the pool's binding rule (see
-    comfytest.pool)."""
+    """Runs cases on a pool of ComfyUI servers (``servers``; by default the one at ``url``,
+    or else a managed server started on demand) and judges their outputs against the
+    baselines in ``store``."""
 
     def __init__(
         self,
         store: BaselineStore,
+        servers: Servers | None = None,
         *,
         url: str | None = None,
-        runtime: Runtime | None = None,
-        home: Path | None = None,
-        runtime_name: str | None = None,
-        run_root: Path | None = None,
-        server_args: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
-        auth_env: str | None = None,
-        ca_bundle: Path | None = None,
-        servers: Sequence[ServerSpec] = (),
-        home_server: int = 0,
-        server_tags: Mapping[str, str] | None = None,
-        managed_elsewhere: bool = False,
     ) -> None:
-        """``auth_env`` names the environment variable holding an auth header for the
-        servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
-        else. ``server_tags`` are the tags of a server this runner launches;
-        ``managed_elsewhere`` says the ``servers`` are managed servers of this runtime
-        started by another process (the xdist controller)."""
         self.store = store
-        specs = list(servers) or ([ServerSpec(url.rstrip("/"))] if url else [])
-        self.url = specs[0].url if specs else None
         self.timeout = timeout
-        self._runtime = runtime
-        self._home = home
-        self._runtime_name = runtime_name
-        self._run_root = run_root
-        self._server_args = tuple(server_args)
-        self._auth_env = auth_env
-        self._ca_bundle = ca_bundle
-        self._managed_elsewhere = managed_elsewhere
-        self._pool = [_Server(spec) for spec in specs] or [
-            _Server(ServerSpec("", dict(server_tags or {})), launch=True)
-        ]
-        self._home_server = home_server % len(self._pool)
-        self._current = self._home_server
-        #: Servers lost during this run: used again only when no other server fits a case.
-        self._lost: set[int] = set()
+        self.servers = servers or Servers([ServerSpec(url.rstrip("/"))] if url else [])
         self._wrote_environment = False
         #: The next case, the client it was queued on, its prompt and id (see ``run_case``).
         self._ahead: tuple[Case, ComfyClient, dict[str, Any], str] | None = None
         self._download_dir: Path | None = None
 
-    @property
-    def launches(self) -> bool:
-        return any(entry.launch for entry in self._pool)
-
-    @property
-    def manages_servers(self) -> bool:
-        """True when this runner starts its server or owns started ones: nothing to check."""
-        return any(entry.launch or entry.managed is not None for entry in self._pool)
-
-    @property
-    def server(self) -> ManagedServer | None:
-        """The managed server of the home server, once this runner started it."""
-        return self._pool[self._home_server].managed
-
-    @property
-    def servers(self) -> list[ServerSpec]:
-        """The pool, in order (a managed server not started yet has an empty URL)."""
-        return [entry.spec for entry in self._pool]
-
-    @property
-    def home_server(self) -> int:
-        return self._home_server
-
-    @property
-    def server_line(self) -> str:
-        """One line per server this runner reached (or started)."""
-        return "\n".join(entry.line for entry in self._pool if entry.line)
-
-    def pick(self, required: Mapping[str, object]) -> int | None:
-        """The server a case with these tag requirements runs on (None: no server fits)."""
-        return choose(self.servers, self._home_server, required, self._lost)
-
-    def no_server_reason(self, required: Mapping[str, object]) -> str:
-        return no_match_reason(self.servers, required)
-
-    def fallback(self, required: Mapping[str, object], lost: int) -> int | None:
-        """After server ``lost`` was lost: another server that fits and answers, or None.
-
-        The lost server is not used again by this runner while another one fits."""
-        self._lost.add(lost)
-        while True:
-            index = choose(self.servers, self._home_server, required, self._lost)
-            if index is None or index in self._lost:
-                return None
-            try:
-                with self.using(index):
-                    self.client()
-            except ServerError:
-                self._lost.add(index)
-                continue
-            return index
-
-    @contextlib.contextmanager
-    def using(self, index: int) -> Iterator[None]:
-        """Within this block, ``client()`` and everything that runs cases use server
-        ``index`` of the pool."""
-        previous, self._current = self._current, index
-        try:
-            yield
-        finally:
-            self._current = previous
-
-    def connect_all(self) -> None:
-        """Reach every server of the pool now (a ServerError names the first one that fails)."""
-        for index in range(len(self._pool)):
-            with self.using(index):
-                self.client()
-
-    def adopt(self, servers: Sequence[ManagedServer], ready_s: float) -> None:
-        """Own managed servers started for others (the xdist workers): listed in
-        ``server_line``, stopped by ``close()``."""
-        tags = dict(self._pool[0].spec.tags) if self.launches else {}
-        self._pool = [
-            _Server(
-                ServerSpec(server.url, tags),
-                managed=server,
-                line=f"ComfyUI at {server.url} (managed, shared by the xdist workers, "
-                f"{len(servers)} started in {ready_s:.1f} s)",
-            )
-            for server in servers
-        ]
-        self._home_server = self._current = 0
-
     def client(self) -> ComfyClient:
-        """The current server's client; starts the managed server the first time when
-        launching."""
-        entry = self._pool[self._current]
-        if entry.setup_error is not None:
-            raise entry.setup_error
-        if entry.client is not None:
-            if entry.managed is not None and not entry.managed.alive():
-                raise ServerLost(
-                    f"the managed ComfyUI exited (code {entry.managed.process.returncode}); "
-                    f"log {entry.managed.log_path}:\n{entry.managed.log_tail()}",
-                    entry.client.url,
-                )
-            entry.client.check_not_lost()
-            return entry.client
-        ready_s = 0.0
-        try:
-            url = entry.spec.url
-            if entry.launch:
-                runtime = self._runtime or find_runtime(self._home, self._runtime_name)
-                root = self._run_root or Path(tempfile.gettempdir())
-                root.mkdir(parents=True, exist_ok=True)
-                run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
-                started = time.monotonic()
-                entry.managed = start_server(
-                    runtime, run_dir, extra_args=self._server_args, log=lambda message: None
-                )
-                entry.runtime = runtime
-                ready_s = time.monotonic() - started
-                url = entry.managed.url
-                entry.spec = ServerSpec(url, entry.spec.tags)
-            elif self._managed_elsewhere and entry.runtime is None:
-                with contextlib.suppress(RuntimeSetupError):
-                    entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
-            header = header_from_env(self._auth_env) if self._auth_env else None
-            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
-            try:
-                version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-                # Nothing cached before this run counts: models are read from disk again.
-                client.free()
-            except ServerError as exc:
-                client.close()
-                raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
-        except (RuntimeSetupError, ServerError) as exc:
-            entry.setup_error = exc
-            raise
-        entry.client = client
-        if entry.managed is not None:
-            how = f"managed, ready in {ready_s:.1f} s"
-        elif self._managed_elsewhere:
-            how = "managed by the xdist controller"
-        else:
-            how = "given by --comfy-url"
-        tags = " ".join(f"{k}={v}" for k, v in sorted(entry.spec.tags.items()))
-        entry.line = f"ComfyUI {version} at {url} ({how}{', tags ' + tags if tags else ''})"
-        return client
+        """The current server's client (see ``Servers.client``)."""
+        return self.servers.client()
 
     def object_info(self) -> dict[str, Any]:
         """The current server's node definitions, fetched once per run."""
-        entry = self._pool[self._current]
-        if entry.object_info is None:
-            entry.object_info = self.client().object_info()
-        return entry.object_info
+        return self.servers.object_info()
 
     def prepare(self, case: Case, *, fresh: str = "outputs") -> dict[str, Any]:
         """The prompt to queue: seeds pinned, files uploaded, and preflight passed.
@@ -542,7 +349,7 @@ class Runner:
     def environment(self) -> dict[str, Any]:
         """The current server's fingerprint, taken once per run; the first one taken is
         saved in the results folder."""
-        entry = self._pool[self._current]
+        entry = self.servers.current
         if entry.environment is None:
             entry.environment = server_fingerprint(self.client(), entry.runtime, self.object_info())
         if not self._wrote_environment:
@@ -588,11 +395,11 @@ class Runner:
         """Queue ``case``'s prompt now, on the server it will run on, behind the running one
         (see ``run_case``)."""
         self._ahead = None
-        index = self.pick(case.server)
+        index = self.servers.pick(case.server)
         if index is None:
             return  # it will be skipped
         try:
-            with self.using(index):
+            with self.servers.using(index):
                 prompt = self.prepare(case)
                 client = self.client()
                 self._ahead = (case, client, prompt, client.submit(prompt))
@@ -621,13 +428,7 @@ class Runner:
         if self._download_dir is not None:
             shutil.rmtree(self._download_dir, ignore_errors=True)
             self._download_dir = None
-        for entry in self._pool:
-            if entry.client is not None:
-                entry.client.close()
-                entry.client = None
-            if entry.managed is not None:
-                entry.managed.stop()
-                entry.managed = None
+        self.servers.close()
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,0 +1,237 @@
+"""The servers a run uses: one pool per process, each server reached lazily, once.
+
+A server given by URL is connected on first use; one launched here (``--comfy-launch``)
+is started then. Each gets one client, its node definitions and its fingerprint for the
+whole run. Which server a case runs on follows the pool's binding rule (comfytest.pool).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comfytest.client import ComfyClient, header_from_env
+from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
+from comfytest.pool import ServerSpec, choose, no_match_reason
+from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
+
+__all__ = ["Server", "Servers"]
+
+
+@dataclass
+class Server:
+    """One server of the pool, as this process knows it: connected lazily, once."""
+
+    spec: ServerSpec
+    #: Started on demand by this pool (``--comfy-launch``); its URL is known once started.
+    launch: bool = False
+    #: The managed runtime behind it, when known (its model sizes go in fingerprints).
+    runtime: Runtime | None = None
+    managed: ManagedServer | None = None
+    client: ComfyClient | None = None
+    object_info: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    setup_error: ComfytestError | None = None
+    line: str = ""
+
+
+class Servers:
+    """A pool of ComfyUI servers: ``specs``, or else one managed server started on demand.
+
+    Everything runs on the *current* server: the home server (``home_server``, an index
+    into the pool), or the one ``using()`` selects; ``pick()`` applies the pool's binding
+    rule (see comfytest.pool)."""
+
+    def __init__(
+        self,
+        specs: Sequence[ServerSpec],
+        *,
+        runtime: Runtime | None = None,
+        home: Path | None = None,
+        runtime_name: str | None = None,
+        run_root: Path | None = None,
+        server_args: Sequence[str] = (),
+        auth_env: str | None = None,
+        ca_bundle: Path | None = None,
+        home_server: int = 0,
+        server_tags: Mapping[str, str] | None = None,
+        managed_elsewhere: bool = False,
+    ) -> None:
+        """``auth_env`` names the environment variable holding an auth header for the
+        servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
+        else. ``server_tags`` are the tags of a server this pool launches;
+        ``managed_elsewhere`` says the ``specs`` are managed servers of this runtime
+        started by another process (the xdist controller)."""
+        self._runtime = runtime
+        self._home = home
+        self._runtime_name = runtime_name
+        self._run_root = run_root
+        self._server_args = tuple(server_args)
+        self._auth_env = auth_env
+        self._ca_bundle = ca_bundle
+        self._managed_elsewhere = managed_elsewhere
+        self._pool = [Server(spec) for spec in specs] or [
+            Server(ServerSpec("", dict(server_tags or {})), launch=True)
+        ]
+        self._home_server = home_server % len(self._pool)
+        self._current = self._home_server
+        #: Servers lost during this run: used again only when no other server fits a case.
+        self._lost: set[int] = set()
+
+    @property
+    def launches(self) -> bool:
+        return any(entry.launch for entry in self._pool)
+
+    @property
+    def manages_servers(self) -> bool:
+        """True when this pool starts its server or owns started ones: nothing to check."""
+        return any(entry.launch or entry.managed is not None for entry in self._pool)
+
+    @property
+    def specs(self) -> list[ServerSpec]:
+        """The pool, in order (a managed server not started yet has an empty URL)."""
+        return [entry.spec for entry in self._pool]
+
+    @property
+    def server_line(self) -> str:
+        """One line per server this pool reached (or started)."""
+        return "\n".join(entry.line for entry in self._pool if entry.line)
+
+    def pick(self, required: Mapping[str, object]) -> int | None:
+        """The server a case with these tag requirements runs on (None: no server fits)."""
+        return choose(self.specs, self._home_server, required, self._lost)
+
+    def no_server_reason(self, required: Mapping[str, object]) -> str:
+        return no_match_reason(self.specs, required)
+
+    def fallback(self, required: Mapping[str, object], lost: int) -> int | None:
+        """After server ``lost`` was lost: another server that fits and answers, or None.
+
+        The lost server is not used again by this pool while another one fits."""
+        self._lost.add(lost)
+        while True:
+            index = choose(self.specs, self._home_server, required, self._lost)
+            if index is None or index in self._lost:
+                return None
+            try:
+                with self.using(index):
+                    self.client()
+            except ServerError:
+                self._lost.add(index)
+                continue
+            return index
+
+    @contextlib.contextmanager
+    def using(self, index: int) -> Iterator[None]:
+        """Within this block, ``client()`` and everything that runs cases use server
+        ``index`` of the pool."""
+        previous, self._current = self._current, index
+        try:
+            yield
+        finally:
+            self._current = previous
+
+    def connect_all(self) -> None:
+        """Reach every server of the pool now (a ServerError names the first one that fails)."""
+        for index in range(len(self._pool)):
+            with self.using(index):
+                self.client()
+
+    def adopt(self, servers: Sequence[ManagedServer], ready_s: float) -> None:
+        """Own managed servers started for others (the xdist workers): listed in
+        ``server_line``, stopped by ``close()``."""
+        tags = dict(self._pool[0].spec.tags) if self.launches else {}
+        self._pool = [
+            Server(
+                ServerSpec(server.url, tags),
+                managed=server,
+                line=f"ComfyUI at {server.url} (managed, shared by the xdist workers, "
+                f"{len(servers)} started in {ready_s:.1f} s)",
+            )
+            for server in servers
+        ]
+        self._home_server = self._current = 0
+
+    def client(self) -> ComfyClient:
+        """The current server's client; starts the managed server the first time when
+        launching."""
+        entry = self._pool[self._current]
+        if entry.setup_error is not None:
+            raise entry.setup_error
+        if entry.client is not None:
+            if entry.managed is not None and not entry.managed.alive():
+                raise ServerLost(
+                    f"the managed ComfyUI exited (code {entry.managed.process.returncode}); "
+                    f"log {entry.managed.log_path}:\n{entry.managed.log_tail()}",
+                    entry.client.url,
+                )
+            entry.client.check_not_lost()
+            return entry.client
+        ready_s = 0.0
+        try:
+            url = entry.spec.url
+            if entry.launch:
+                runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+                root = self._run_root or Path(tempfile.gettempdir())
+                root.mkdir(parents=True, exist_ok=True)
+                run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
+                started = time.monotonic()
+                entry.managed = start_server(
+                    runtime, run_dir, extra_args=self._server_args, log=lambda message: None
+                )
+                entry.runtime = runtime
+                ready_s = time.monotonic() - started
+                url = entry.managed.url
+                entry.spec = ServerSpec(url, entry.spec.tags)
+            elif self._managed_elsewhere and entry.runtime is None:
+                with contextlib.suppress(RuntimeSetupError):
+                    entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+            header = header_from_env(self._auth_env) if self._auth_env else None
+            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
+            try:
+                version = client.system_stats().get("system", {}).get("comfyui_version", "?")
+                # Nothing cached before this run counts: models are read from disk again.
+                client.free()
+            except ServerError as exc:
+                client.close()
+                raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
+        except (RuntimeSetupError, ServerError) as exc:
+            entry.setup_error = exc
+            raise
+        entry.client = client
+        if entry.managed is not None:
+            how = f"managed, ready in {ready_s:.1f} s"
+        elif self._managed_elsewhere:
+            how = "managed by the xdist controller"
+        else:
+            how = "given by --comfy-url"
+        tags = " ".join(f"{k}={v}" for k, v in sorted(entry.spec.tags.items()))
+        entry.line = f"ComfyUI {version} at {url} ({how}{', tags ' + tags if tags else ''})"
+        return client
+
+    def object_info(self) -> dict[str, Any]:
+        """The current server's node definitions, fetched once per run."""
+        entry = self._pool[self._current]
+        if entry.object_info is None:
+            entry.object_info = self.client().object_info()
+        return entry.object_info
+
+    @property
+    def current(self) -> Server:
+        """The server that ``client()`` and ``object_info()`` answer for."""
+        return self._pool[self._current]
+
+    def close(self) -> None:
+        """Close every client and stop the managed servers this pool started or adopted."""
+        for entry in self._pool:
+            if entry.client is not None:
+                entry.client.close()
+                entry.client = None
+            if entry.managed is not None:
+                entry.managed.stop()
+                entry.managed = None
