@@ -31,10 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from comfytest._yaml import LineMap, load_yaml
-from comfytest.compare import HASHES, Tolerance
+from comfytest.case_body import (
+    Body,
+    MarkSpec,
+    axis_origin,
+    check_keys,
+    marks_of,
+    sweep_axes,
+    tolerance_of,
+)
+from comfytest.compare import Tolerance
 from comfytest.convert import is_ui_workflow
 from comfytest.errors import CaseError, WorkflowError
-from comfytest.recipe import Axis, Recipe, Setting, Upload, confined
+from comfytest.recipe import Axis, Recipe, Upload, confined
 from comfytest.workflow import (
     Prompt,
     did_you_mean,
@@ -78,30 +87,8 @@ CASE_KEYS = (
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
 FILE_KEYS = (*SHARED_KEYS, "cases")
-TOLERANCE_KEYS = (
-    "phash",
-    "dhash",
-    "whash",
-    "colorhash",
-    "hash_size",
-    "max_pixel_diff",
-    "mean_pixel_diff",
-    "min_psnr",
-    "regex",
-)
-_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
-
-
-@dataclass(frozen=True)
-class MarkSpec:
-    """A pytest mark named in YAML; ``when`` limits it to sweep cells with those values."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    when: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,55 +126,6 @@ class Case:
         return f"{self.case_id}/{self.cell}" if self.cell else self.case_id
 
 
-@dataclass
-class _Body:
-    """A case's values as the layers accumulate them, each remembering its file and line."""
-
-    scalars: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
-    settings: list[Setting] = field(default_factory=list)
-    aliases: dict[str, tuple[str, Path, int]] = field(default_factory=dict)
-    tolerance: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
-    marks: list[tuple[Any, Path, int]] = field(default_factory=list)
-    server: dict[str, Any] = field(default_factory=dict)
-
-    def copy(self) -> _Body:
-        return _Body(
-            dict(self.scalars),
-            list(self.settings),
-            dict(self.aliases),
-            dict(self.tolerance),
-            list(self.marks),
-            dict(self.server),
-        )
-
-    def layer(self, data: LineMap, path: Path) -> None:
-        """Apply one mapping of case keys written in ``path``."""
-        for key, value in data.items():
-            line = data.line_of(key)
-            if key == "inputs":
-                self.settings += _settings(value, path, line)
-            elif key == "aliases":
-                self.aliases.update(_aliases(value, path, line))
-            elif key == "tolerance":
-                self.tolerance.update(_tolerance_layer(value, path, line))
-            elif key == "server":
-                for tag, wanted in _server_layer(value, path, line).items():
-                    if wanted is None:
-                        self.server.pop(tag, None)  # a later layer drops a requirement
-                    else:
-                        self.server[tag] = wanted
-            elif key == "marks":
-                if not isinstance(value, list):
-                    raise CaseError("marks: expected a list", path, line)
-                self.marks += [(mark, path, line) for mark in value]
-            elif key == "workflow":
-                if not isinstance(value, str):
-                    raise CaseError("workflow must be a path (string)", path, line)
-                self.scalars[key] = ((path.parent / value).resolve(), path, line)
-            elif key not in ("id", "extends", "cases"):
-                self.scalars[key] = (value, path, line)
-
-
 def load_cases(path: Path, root: Path | None = None, within: Path | None = None) -> list[Case]:
     """Parse a case file into Cases (sweeps expanded); raise CaseError at the first mistake.
 
@@ -199,18 +137,18 @@ def load_cases(path: Path, root: Path | None = None, within: Path | None = None)
         raise CaseError("empty case file: expected a mapping with a 'cases' list", path, 1)
     if not isinstance(data, LineMap):
         raise CaseError("expected a mapping with a 'cases' list at the top level", path, 1)
-    _check_keys(data, FILE_KEYS, path, "case file")
+    check_keys(data, FILE_KEYS, path, "case file")
     entries = data.get("cases")
     if not isinstance(entries, list) or not entries:
         raise CaseError("'cases' must be a non-empty list of cases", path, data.line_of("cases"))
-    shared = _Body()
+    shared = Body()
     for defaults in _defaults_files(path, root):
         layer = load_yaml(defaults)
         if layer is None:
             continue
         if not isinstance(layer, LineMap):
             raise CaseError("a defaults file must be a mapping of case keys", defaults, 1)
-        _check_keys(layer, SHARED_KEYS, defaults, "defaults")
+        check_keys(layer, SHARED_KEYS, defaults, "defaults")
         shared.layer(layer, defaults)
     shared.layer(data, path)
 
@@ -218,7 +156,7 @@ def load_cases(path: Path, root: Path | None = None, within: Path | None = None)
     for entry in entries:
         if not isinstance(entry, LineMap):
             raise CaseError("each case must be a mapping with an 'id'", path, data.line_of("cases"))
-        _check_keys(entry, CASE_KEYS, path, "case")
+        check_keys(entry, CASE_KEYS, path, "case")
         case_id = entry.get("id")
         if not isinstance(case_id, str) or not _ID.match(case_id):
             raise CaseError(
@@ -275,10 +213,10 @@ def _extends_chain(case_id: str, by_id: dict[str, LineMap], path: Path) -> list[
 
 
 def _expand(
-    case_id: str, entry: LineMap, body: _Body, path: Path, within: Path | None = None
+    case_id: str, entry: LineMap, body: Body, path: Path, within: Path | None = None
 ) -> list[Case]:
     """One Case, or one per sweep cell, in document order (last axis varies fastest)."""
-    axes = _axes(body)
+    axes = sweep_axes(body)
     if not axes:
         return [_build(case_id, entry, body, path, {}, "", within)]
     names = [name for name, _, _ in axes]
@@ -315,34 +253,10 @@ def _expand(
     return cases
 
 
-def _axes(body: _Body) -> list[tuple[str, list[Any], bool]]:
-    axes: list[tuple[str, list[Any], bool]] = []
-    lengths: dict[str, int] = {}
-    for key, zipped in (("matrix", False), ("zip", True)):
-        if key not in body.scalars:
-            continue
-        value, path, line = body.scalars[key]
-        if not isinstance(value, LineMap) or not value:
-            raise CaseError(f"{key}: expected a mapping of input -> list of values", path, line)
-        for name, values in value.items():
-            vline = value.line_of(name)
-            if not isinstance(values, list) or not values:
-                raise CaseError(f"{key}.{name}: expected a non-empty list of values", path, vline)
-            if any(name == other for other, _, _ in axes):
-                raise CaseError(f"{key}.{name}: {name!r} is swept twice", path, vline)
-            if zipped:
-                lengths[name] = len(values)
-            axes.append((str(name), values, zipped))
-        if zipped and len(set(lengths.values())) > 1:
-            sizes = ", ".join(f"{n}: {count}" for n, count in lengths.items())
-            raise CaseError(f"zip: the lists must have the same length ({sizes})", path, line)
-    return axes
-
-
 def _build(
     case_id: str,
     entry: LineMap,
-    body: _Body,
+    body: Body,
     path: Path,
     values: dict[str, Any],
     cell: str,
@@ -362,7 +276,7 @@ def _build(
     seed, spath, sline = body.scalars.get("seed", (None, path, entry.line))
     if "seed" in values:
         seed = values["seed"]
-        spath, sline = _axis_origin(body, "seed", (path, entry.line))
+        spath, sline = axis_origin(body, "seed", (path, entry.line))
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise CaseError(f"seed: expected a non-negative integer, got {seed!r}", spath, sline)
     axes = []
@@ -371,7 +285,7 @@ def _build(
             continue
         alias = body.aliases.get(axis)
         target, apath, aline = (
-            alias if alias else (axis, *_axis_origin(body, axis, (path, entry.line)))
+            alias if alias else (axis, *axis_origin(body, axis, (path, entry.line)))
         )
         axes.append(Axis(axis, target, value, apath, aline))
     recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed, within)
@@ -403,14 +317,14 @@ def _build(
         workflow_path=workflow_path,
         prompt=prompt,
         seed=seed,
-        tolerance=_tolerance(body),
+        tolerance=tolerance_of(body),
         timeout=float(timeout) if timeout is not None else None,
         description=description,
         cell=cell,
         values=values,
         uploads=uploads,
         overrides=overrides,
-        marks=_marks(body, values),
+        marks=marks_of(body, values),
         repeat=counts["repeat"],
         warmup=counts["warmup"],
         recipe=recipe,
@@ -433,16 +347,6 @@ def _parsed(path: str, mtime_ns: int, size: int) -> Prompt:
     return load_workflow(Path(path))
 
 
-def _axis_origin(body: _Body, axis: str, default: tuple[Path, int]) -> tuple[Path, int]:
-    """File and line where a sweep axis was written."""
-    for key in ("matrix", "zip"):
-        if key in body.scalars:
-            value, path, _ = body.scalars[key]
-            if isinstance(value, LineMap) and axis in value:
-                return path, value.line_of(axis)
-    return default
-
-
 def _format(value: Any) -> str:
     """A value as it appears in a cell id: short, and safe in a folder name."""
     if isinstance(value, bool):
@@ -455,157 +359,3 @@ def _format(value: Any) -> str:
         text = str(value)
     text = _UNSAFE.sub("_", text).strip("_")
     return text[:40] or "_"
-
-
-def _settings(value: Any, path: Path, line: int) -> list[Setting]:
-    if not isinstance(value, LineMap):
-        raise CaseError("inputs: expected a mapping of node -> {input: value}", path, line)
-    settings = []
-    for ref, inputs in value.items():
-        rline = value.line_of(ref)
-        if not isinstance(inputs, LineMap):
-            raise CaseError(f"inputs of {ref!r}: expected a mapping of input -> value", path, rline)
-        settings += [
-            Setting(str(ref), str(name), item, path, inputs.line_of(name))
-            for name, item in inputs.items()
-        ]
-    return settings
-
-
-def _aliases(value: Any, path: Path, line: int) -> dict[str, tuple[str, Path, int]]:
-    if not isinstance(value, LineMap):
-        raise CaseError("aliases: expected a mapping of name -> 'Node.input'", path, line)
-    result = {}
-    for name, target in value.items():
-        aline = value.line_of(name)
-        if not isinstance(target, str) or "." not in target:
-            raise CaseError(
-                f"aliases.{name}: expected 'Node.input' (a node id, title or class, a dot, "
-                f"an input name), got {target!r}",
-                path,
-                aline,
-            )
-        result[str(name)] = (target, path, aline)
-    return result
-
-
-def _server_layer(value: Any, path: Path, line: int) -> dict[str, Any]:
-    """``server: {tag: value}``: each value a string, number or boolean (null drops it)."""
-    if not isinstance(value, LineMap):
-        raise CaseError("server: expected a mapping of tag -> value, e.g. {gpu: h100}", path, line)
-    layer = {}
-    for tag, wanted in value.items():
-        tline = value.line_of(tag)
-        if not isinstance(tag, str) or not _TAG_KEY.match(tag):
-            raise CaseError(f"server: a tag name must be a plain name, got {tag!r}", path, tline)
-        if isinstance(wanted, (list, dict)) or (
-            wanted is not None and not isinstance(wanted, (str, int, float, bool))
-        ):
-            raise CaseError(
-                f"server.{tag}: expected a string, number or boolean, got {wanted!r}", path, tline
-            )
-        if isinstance(wanted, str) and (not wanted or any(c.isspace() for c in wanted)):
-            raise CaseError(f"server.{tag}: a tag value has no spaces, got {wanted!r}", path, tline)
-        layer[tag] = wanted
-    return layer
-
-
-def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, Path, int]]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"phash": (value, path, line)}
-    if not isinstance(value, LineMap):
-        raise CaseError("tolerance: expected an integer (pHash bits) or a mapping", path, line)
-    _check_keys(value, (*TOLERANCE_KEYS, "outputs"), path, "tolerance")
-    layer = {str(key): (raw, path, value.line_of(key)) for key, raw in value.items()}
-    if "outputs" in value:
-        outputs = value["outputs"]
-        oline = value.line_of("outputs")
-        if not isinstance(outputs, LineMap):
-            raise CaseError("tolerance.outputs: expected output key -> {tolerance}", path, oline)
-        for key, limits in outputs.items():
-            kline = outputs.line_of(key)
-            if not isinstance(limits, LineMap):
-                raise CaseError(f"tolerance.outputs.{key}: expected a mapping", path, kline)
-            _check_keys(limits, TOLERANCE_KEYS, path, "tolerance")
-            for name, raw in limits.items():
-                _tolerance_value(name, raw, path, limits.line_of(name))
-        layer["outputs"] = ({str(k): dict(v) for k, v in outputs.items()}, path, oline)
-    return layer
-
-
-def _tolerance_value(key: str, raw: Any, path: Path, line: int) -> Any:
-    """Check one tolerance value: hashes and max_pixel_diff are integers (a hash may be null:
-    not computed); mean_pixel_diff and min_psnr are numbers."""
-    if raw is None and key in HASHES:
-        return None
-    if key == "regex":
-        if not isinstance(raw, str):
-            raise CaseError(f"tolerance.regex: expected a string, got {raw!r}", path, line)
-        try:
-            re.compile(raw)
-        except re.error as exc:
-            raise CaseError(f"tolerance.regex: {exc}", path, line) from None
-        return raw
-    real = key in ("mean_pixel_diff", "min_psnr")
-    is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    if not is_number or raw < 0 or (not real and not isinstance(raw, int)):
-        kind = "a non-negative number" if real else "a non-negative integer"
-        nullable = " or null" if key in HASHES else ""
-        raise CaseError(f"tolerance.{key}: expected {kind}{nullable}, got {raw!r}", path, line)
-    if key == "hash_size" and raw < 2:
-        raise CaseError("tolerance.hash_size: must be at least 2", path, line)
-    return raw
-
-
-def _tolerance(body: _Body) -> Tolerance:
-    kwargs: dict[str, Any] = {}
-    for key, (raw, path, line) in body.tolerance.items():
-        kwargs[key] = raw if key == "outputs" else _tolerance_value(key, raw, path, line)
-    return Tolerance(**kwargs)
-
-
-_MARK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _marks(body: _Body, values: Mapping[str, Any]) -> tuple[MarkSpec, ...]:
-    """Marks as written: ``slow``, ``{skip: reason}``, ``{xfail: {reason: .., when: {..}}}``."""
-    marks: list[MarkSpec] = []
-    for raw, path, line in body.marks:
-        if isinstance(raw, str):
-            name, args = raw, None
-        elif isinstance(raw, LineMap) and len(raw) == 1:
-            name, args = next(iter(raw.items()))
-            line = raw.line_of(name)
-        else:
-            raise CaseError(
-                "each mark is a name, or {name: reason} / {name: {arguments}}", path, line
-            )
-        if not isinstance(name, str) or not _MARK_NAME.match(name):
-            raise CaseError(f"mark name must be an identifier, got {name!r}", path, line)
-        when: Mapping[str, Any] = {}
-        if args is None:
-            spec = MarkSpec(name)
-        elif isinstance(args, LineMap):
-            kwargs = dict(args)
-            when = kwargs.pop("when", {})
-            if not isinstance(when, Mapping):
-                raise CaseError(f"{name}.when: expected a mapping of axis -> value", path, line)
-            spec = MarkSpec(name, (), kwargs, when)
-        elif isinstance(args, list):
-            spec = MarkSpec(name, tuple(args))
-        else:
-            reason = {"reason": args} if name in ("skip", "xfail") else None
-            spec = MarkSpec(name, () if reason else (args,), reason or {})
-        unknown = [axis for axis in when if axis not in values]
-        if unknown:
-            raise CaseError(f"{name}.when: {unknown[0]!r} is not a swept axis", path, line)
-        if all(values[axis] == wanted for axis, wanted in when.items()):
-            marks.append(spec)
-    return tuple(marks)
-
-
-def _check_keys(mapping: LineMap, allowed: tuple[str, ...], path: Path, what: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            hint = did_you_mean(str(key), allowed, n=1) or f" (known: {', '.join(allowed)})"
-            raise CaseError(f"unknown {what} key {key!r}{hint}", path, mapping.line_of(key))
