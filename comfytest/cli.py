@@ -18,10 +18,10 @@ import httpx
 from comfytest import accept
 from comfytest.atomic import atomic_write
 from comfytest.cases import SCHEMA_PATH
-from comfytest.client import ComfyClient
+from comfytest.client import ComfyClient, header_from_env
 from comfytest.convert import is_ui_workflow, ui_to_api
 from comfytest.environment import differences, server_fingerprint
-from comfytest.errors import ComfytestError
+from comfytest.errors import ComfytestError, ServerError
 from comfytest.manifest import MANIFEST
 from comfytest.report import load_record, write_html_report
 from comfytest.runtime import (
@@ -65,6 +65,23 @@ def _parser() -> argparse.ArgumentParser:
             type=Path,
             default=Path(".comfytest/results"),
             help="the results folder of the run (default .comfytest/results)",
+        )
+
+    def url_options(sub: argparse.ArgumentParser, url_help: str) -> None:
+        sub.add_argument("--url", default=None, help=url_help)
+        sub.add_argument(
+            "--auth-env",
+            default=None,
+            metavar="NAME",
+            help="send the auth header held by environment variable NAME to --url "
+            "('Name: value', or a token sent as a Bearer token); never printed",
+        )
+        sub.add_argument(
+            "--ca-bundle",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help="verify --url's TLS certificate against this CA bundle",
         )
 
     def common(sub: argparse.ArgumentParser) -> None:
@@ -125,10 +142,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("convert", help="print the API format of a UI-format workflow")
     p.add_argument("workflow", type=Path, help="a workflow saved by ComfyUI's 'Save'")
-    p.add_argument(
-        "--url",
-        default=None,
-        help="take /object_info from this server (default: start the managed runtime briefly)",
+    url_options(
+        p, "take /object_info from this server (default: start the managed runtime briefly)"
     )
     common(p)
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
@@ -175,9 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         "env",
         help="print a server's environment fingerprint, and how it differs from a baseline's",
     )
-    p.add_argument(
-        "--url", default=None, help="the server (default: start the managed runtime briefly)"
-    )
+    url_options(p, "the server (default: start the managed runtime briefly)")
     p.add_argument(
         "--against",
         type=Path,
@@ -210,9 +223,12 @@ def _install(args: argparse.Namespace) -> int:
 def _server(args: argparse.Namespace) -> Iterator[tuple[ComfyClient, Runtime | None]]:
     """A client for ``--url``, else for the managed runtime started briefly (its runtime)."""
     if args.url:
-        with ComfyClient(args.url) as client:
+        header = header_from_env(args.auth_env) if args.auth_env else None
+        with ComfyClient(args.url, header=header, ca_bundle=args.ca_bundle) as client:
             yield client, None
         return
+    if args.auth_env or args.ca_bundle:
+        raise ServerError("--auth-env and --ca-bundle go with --url")
     runtime = find_runtime(args.home, args.runtime)
     with tempfile.TemporaryDirectory(prefix="comfytest-") as run_dir:
         server = start_server(runtime, Path(run_dir), log=lambda message: None)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -211,13 +213,9 @@ def assert_nowhere(secret: str, result: pytest.RunResult, project: Path) -> None
     assert leaked == []
 
 
-def test_tls_is_verified_and_a_ca_bundle_can_be_given(
-    pytester: pytest.Pytester,
-    project: Path,
-    real_api: tuple[dict[str, Any], dict[str, Any]],
-    tmp_path: Path,
-) -> None:
-    # Fake server: the managed ComfyUI serves plain http on loopback.
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -243,6 +241,17 @@ def test_tls_is_verified_and_a_ca_bundle_can_be_given(
         check=True,
         capture_output=True,
     )
+    return cert, key
+
+
+def test_tls_is_verified_and_a_ca_bundle_can_be_given(
+    pytester: pytest.Pytester,
+    project: Path,
+    real_api: tuple[dict[str, Any], dict[str, Any]],
+    certificate: tuple[Path, Path],
+) -> None:
+    # Fake server: the managed ComfyUI serves plain http on loopback.
+    cert, key = certificate
     (project / "cases/t.yaml").write_text(CASES)
     with FakeComfy(*real_api, view=png(), tls=(cert, key)) as fake:
         assert fake.url.startswith("https://")
@@ -254,3 +263,45 @@ def test_tls_is_verified_and_a_ca_bundle_can_be_given(
     )
     trusted.assert_outcomes(passed=1)
     assert "/ws" in fake.paths(), "the WebSocket ran over TLS too"
+
+
+def test_env_and_convert_send_the_auth_header_and_verify_tls(
+    real_api: tuple[dict[str, Any], dict[str, Any]],
+    certificate: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    # Fake server: a real ComfyUI serves plain http and ignores the header.
+    cert, key = certificate
+    environment = {**os.environ, "COMFY_AUTH": TOKEN}
+    ui_file = Path(__file__).parent.parent / "cases/workflows/txt2img_ui.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "comfytest.cli", *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=environment, timeout=120, check=False
+        )
+
+    with FakeComfy(*real_api, tls=(cert, key)) as fake:
+        refused = cli("env", f"--url={fake.url}", "--auth-env=COMFY_AUTH")
+        shown = cli("env", f"--url={fake.url}", f"--ca-bundle={cert}", "--auth-env=COMFY_AUTH")
+        converted = cli(
+            "convert",
+            str(ui_file),
+            f"--url={fake.url}",
+            f"--ca-bundle={cert}",
+            "--auth-env=COMFY_AUTH",
+        )
+    assert refused.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["comfyui_version"] == real_api[1]["system"]["comfyui_version"]
+    assert converted.returncode == 0, converted.stderr
+    assert {node["class_type"] for node in json.loads(converted.stdout).values()} >= {"KSampler"}
+    assert [
+        seen.path
+        for seen in fake.requests
+        if seen.headers.get("authorization") != (f"Bearer {TOKEN}")
+    ] == []
+    assert {"/system_stats", "/object_info"} <= set(fake.paths())
+    for done in (refused, shown, converted):
+        assert TOKEN not in done.stdout + done.stderr
