@@ -386,6 +386,7 @@ class HtmlExtras:
         table, images = evidence_extras(
             json.loads(str(props["comfytest_evidence"])),
             json.loads(str(props.get("comfytest_comparisons") or "{}")),
+            item.config.stash[SETTINGS_KEY].results,
         )
         found = [self.extras.html(table)]
         found += [self.extras.image(content, name) for name, content in images]

@@ -69,12 +69,12 @@ def _templates() -> jinja2.Environment:
 
 
 def evidence_extras(
-    evidence: Mapping[str, Any], comparisons: Mapping[str, Any]
+    evidence: Mapping[str, Any], comparisons: Mapping[str, Any], results: Path
 ) -> tuple[str, list[tuple[str, str]]]:
     """For other reports (pytest-html): an HTML table of each output's measures, and the
-    images as (name, base64 PNG). Paths in ``evidence`` are absolute, as a run leaves them."""
+    images as (name, base64 PNG). Relative paths in ``evidence`` are under ``results``."""
     outputs = [
-        _output(key, files, comparisons.get(key), Path("/")) for key, files in evidence.items()
+        _output(key, files, comparisons.get(key), results) for key, files in evidence.items()
     ]
     images = [
         (f"{output['key']} {title}", file["src"].split(",", 1)[1])
