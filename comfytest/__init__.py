@@ -1,6 +1,7 @@
 """comfytest: regression tests for ComfyUI workflows, as a pytest plugin.
 
-The library (everything but ``plugin``, ``nodes`` and ``settings``) never imports pytest.
+The library (everything but the plugin layer: ``plugin``, ``nodes``, ``settings``,
+``session`` and ``_xdist``) never imports pytest.
 """
 
 from comfytest.baselines import BaselineStore, Verdict
