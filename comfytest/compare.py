@@ -95,7 +95,7 @@ class Comparison:
     tolerance: Tolerance
     size_mismatch: str | None = None
     distances: Mapping[str, int] = field(default_factory=dict)
-    max_pixel_diff: int = 0
+    max_pixel_diff: int = 0  # a float image's rounded up, so any difference shows
     mean_pixel_diff: float = 0.0
     psnr: float = math.inf
     #: For animations: how many frames, and which frame this evidence is about.
@@ -287,7 +287,7 @@ def _pixel_differences(actual: Image.Image, baseline: Image.Image) -> tuple[int,
             continue
         wide = np.abs(a.astype(np.float64) - b)  # 32-bit, float and 1-bit images: rare
         if wide.size:
-            max_diff = max(max_diff, int(wide.max()))
+            max_diff = max(max_diff, math.ceil(float(wide.max())))  # 0.25 apart: not equal
             total += float(wide.sum())
             squares += float(np.square(wide).sum())
     if histogram is not None:

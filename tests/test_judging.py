@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -71,10 +72,19 @@ def test_pixel_metrics_are_exact_in_every_mode(
     a, b = (np.asarray(image).astype(np.float64) for image in (one, other))
     diff = np.abs(a - b)
     result = compare(one, other, Tolerance())
-    assert result.max_pixel_diff == int(diff.max()) > 0
+    assert result.max_pixel_diff == math.ceil(diff.max()) > 0  # float images: rounded up
     assert result.mean_pixel_diff == pytest.approx(diff.mean())
     assert result.psnr == pytest.approx(10 * np.log10(255**2 / np.square(diff).mean()))
     assert compare(one, one.copy(), Tolerance()).identical
+
+
+def test_float_images_a_fraction_apart_are_not_identical() -> None:
+    one = Image.fromarray(np.zeros((8, 8), np.float32))
+    other = Image.fromarray(np.full((8, 8), 0.25, np.float32))
+    result = compare(one, other, Tolerance(phash=None, max_pixel_diff=0))
+    assert not result.identical
+    assert result.mean_pixel_diff == pytest.approx(0.25)
+    assert not result.passed, "max_pixel_diff 0 allows no difference at all"
 
 
 def test_size_mismatch_is_its_own_verdict() -> None:
