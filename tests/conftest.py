@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # httpx imports httpcore lazily and maps its exceptions by class: imported first inside an
@@ -104,3 +104,25 @@ def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+def stop_mid_run(
+    process: subprocess.Popen[bytes],
+    project: Path,
+    url: str,
+    steps: int,
+    reported: str,
+    act: Callable[[], None],
+    hang_guard: float,
+) -> None:
+    """For a run from ``start_pytest``: once ``url`` runs the prompt of ``steps`` steps and
+    pytest has reported ``reported``, ``act()`` (kill the server, signal pytest), then wait
+    up to ``hang_guard`` s for the run to end on its own. A run still going is killed."""
+    try:
+        wait_for_running(url, steps, process)
+        wait_for_result(project / "pytest.log", reported, process)
+        act()
+        process.wait(hang_guard)
+    finally:
+        if process.poll() is None:
+            process.kill()

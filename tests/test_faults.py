@@ -16,7 +16,7 @@ from comfytest.cases import Case, load_cases
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import start_pytest, wait_for_result, wait_for_running
+from .conftest import start_pytest, stop_mid_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,14 +141,16 @@ def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
             "--comfy-timeout=600",  # the cases must not wait for this
             "-rE",
         )
-        try:
-            wait_for_running(server.url, 5000, process)
-            wait_for_result(log, "a-before PASSED", process)  # b may start before a ends
-            os.killpg(server.pid, signal.SIGKILL)
-            process.wait(120)  # a hang guard: the run ends on its own
-        finally:
-            if process.poll() is None:
-                process.kill()
+        # b may start before a ends: wait for a's result, not only for b's prompt.
+        stop_mid_run(
+            process,
+            project,
+            server.url,
+            5000,
+            "a-before PASSED",
+            lambda: os.killpg(server.pid, signal.SIGKILL),
+            hang_guard=120,
+        )
     finally:
         server.stop()
     output = log.read_text()

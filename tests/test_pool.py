@@ -24,7 +24,7 @@ from comfytest.pool import (
 )
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
-from .conftest import processes_mentioning, start_pytest, wait_for_result, wait_for_running
+from .conftest import processes_mentioning, start_pytest, stop_mid_run
 
 # -- specs, tags and the binding rule (no server) ------------------------------------------
 
@@ -293,14 +293,16 @@ def test_a_case_whose_server_is_lost_runs_again_on_another(
             "--comfy-timeout=600",  # the cases must not wait for this
             "-rE",
         )
-        try:
-            wait_for_running(doomed.url, 300, process)
-            wait_for_result(log, "a-before PASSED", process)  # b may start before a ends
-            os.killpg(doomed.pid, signal.SIGKILL)
-            process.wait(300)  # a hang guard: the run ends on its own
-        finally:
-            if process.poll() is None:
-                process.kill()
+        # b may start before a ends: wait for a's result, not only for b's prompt.
+        stop_mid_run(
+            process,
+            project,
+            doomed.url,
+            300,
+            "a-before PASSED",
+            lambda: os.killpg(doomed.pid, signal.SIGKILL),
+            hang_guard=300,
+        )
     finally:
         doomed.stop()
     output = log.read_text()

@@ -23,7 +23,7 @@ from comfytest.compare import Tolerance
 from comfytest.images import read_frames
 from comfytest.runtime import ManagedServer
 
-from .conftest import start_pytest, wait_for_result, wait_for_running
+from .conftest import start_pytest, stop_mid_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,13 +73,16 @@ def test_kill_9_during_an_update_run_keeps_what_finished_and_nothing_half(
     (project / "cases/t.yaml").write_text(cases(seed=91))
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     try:
-        wait_for_running(comfy.url, 5000, process)
-        wait_for_result(project / "pytest.log", "b-second PASSED", process)
-        process.send_signal(signal.SIGKILL)
-        process.wait(60)
+        stop_mid_run(
+            process,
+            project,
+            comfy.url,
+            5000,
+            "b-second PASSED",
+            lambda: process.send_signal(signal.SIGKILL),
+            hang_guard=60,
+        )
     finally:
-        if process.poll() is None:
-            process.kill()
         httpx.post(f"{comfy.url}/interrupt", json={}, timeout=10)  # the orphaned prompt
     assert check_baselines(project / "baselines") == {
         "t/a-first": {"9-0.png", "manifest.json"},
@@ -110,14 +113,15 @@ def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
 ) -> None:
     (project / "cases/t.yaml").write_text(cases(seed=92))
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
-    try:
-        wait_for_running(comfy.url, 5000, process)
-        wait_for_result(project / "pytest.log", "b-second PASSED", process)
-        process.send_signal(signal.SIGINT)
-        process.wait(120)  # a hang guard: Ctrl-C ends the run
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stop_mid_run(
+        process,
+        project,
+        comfy.url,
+        5000,
+        "b-second PASSED",
+        lambda: process.send_signal(signal.SIGINT),  # Ctrl-C
+        hang_guard=120,
+    )
     output = (project / "pytest.log").read_text()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
