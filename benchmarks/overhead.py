@@ -44,7 +44,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from raw_client import RawClient, execution_seconds
+from raw_client import RawClient, execution_seconds, execution_span
 
 from comfytest.compare import Comparison, Tolerance, compare
 from comfytest.images import write_png
@@ -136,7 +136,8 @@ def comfytest_overheads(url: str, n: int, first_seed: int) -> dict[str, float]:
         record = json.loads((root / ".comfytest/results/run.json").read_text())
     cases = sorted(record["cases"], key=lambda case: case["start"])
     executions = [case["timings"]["execution_s"] for case in cases]
-    spans = [server_span(url, case["prompt_id"]) for case in cases]
+    ids = [case["prompt_id"] for case in cases]
+    spans = [execution_span(httpx.get(f"{url}/history/{i}").json()[i]) for i in ids]
     idle = [after[0] - before[1] for before, after in itertools.pairwise(spans)]
     first, last = cases[0], cases[-1]
     found = {
@@ -147,13 +148,6 @@ def comfytest_overheads(url: str, n: int, first_seed: int) -> dict[str, float]:
         "idle": statistics.median(idle),
     }
     return {name: seconds * 1000 for name, seconds in found.items()}
-
-
-def server_span(url: str, prompt_id: str) -> tuple[float, float]:
-    """When the server started and ended a prompt (Unix times, from ``/history``)."""
-    entry = httpx.get(f"{url}/history/{prompt_id}").json()[prompt_id]
-    stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
-    return stamps["execution_start"] / 1000, stamps["execution_success"] / 1000
 
 
 def comfy_cli_overheads(comfy: str, url: str, n: int, first_seed: int) -> list[float]:
@@ -184,10 +178,7 @@ def busy_fraction(url: str, n: int, first_seed: int) -> tuple[float, float]:
         run_pytest(root, url, "--comfy-update=missing")
         wall = run_pytest(root, url)
     history = httpx.get(f"{url}/history", params={"max_items": n}).json()
-    spans = []
-    for entry in history.values():
-        stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
-        spans.append((stamps["execution_start"], stamps["execution_success"]))
+    spans = [execution_span(entry) for entry in history.values()]
     busy = sum(end - start for start, end in spans)
     window = max(end for _, end in spans) - min(start for start, _ in spans)
     return busy / window, wall

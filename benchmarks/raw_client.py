@@ -18,7 +18,7 @@ import httpx
 from PIL import Image
 from websockets.sync.client import connect
 
-__all__ = ["RawClient", "RawRun"]
+__all__ = ["RawClient", "RawRun", "execution_seconds", "execution_span"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,15 @@ class RawClient:
         return RawRun(prompt_id, wall, execution_seconds(entry), images)
 
 
-def execution_seconds(entry: dict[str, Any]) -> float:
-    """``execution_start`` to the terminal message, from a /history entry's timestamps."""
+def execution_span(entry: dict[str, Any]) -> tuple[float, float]:
+    """When the server started a prompt and sent its terminal message (Unix times, s), from
+    a /history entry's ``status.messages``."""
     stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
     end = stamps.get("execution_success") or stamps.get("execution_error")
-    return (end - stamps["execution_start"]) / 1000
+    return stamps["execution_start"] / 1000, end / 1000
+
+
+def execution_seconds(entry: dict[str, Any]) -> float:
+    """``execution_start`` to the terminal message, from a /history entry's timestamps."""
+    start, end = execution_span(entry)
+    return end - start
