@@ -263,10 +263,11 @@ def _pixel_differences(actual: Image.Image, baseline: Image.Image) -> tuple[int,
     hundreds. The differences are counted in a histogram (exact, no widening): PIL's own
     for 8-bit images (``ImageChops.difference``, in C), numpy's for 16-bit ones."""
     width, height = actual.size
-    rows = max(1, BAND_VALUES // max(1, width * len(actual.getbands())))
+    row_values = width * len(actual.getbands())
+    rows = max(1, BAND_VALUES // max(1, row_values))
     histogram: Any = None
     max_diff, total, squares = 0, 0.0, 0.0
-    count = width * height * len(actual.getbands())
+    count = row_values * height
     for top in range(0, height, rows):
         whole = top == 0 and rows >= height
         box = (0, top, width, min(height, top + rows))
