@@ -64,8 +64,8 @@ def rss_mib() -> float:
 
 
 def child(scenario: str, step: str, url: str, work: Path) -> None:
-    from comfytest.baselines import BaselineStore
-    from comfytest.cases import load_cases
+    from comfytest.cases.loader import load_cases
+    from comfytest.judging.baselines import BaselineStore
     from comfytest.runner import Runner
 
     update, seed = STEPS[step]

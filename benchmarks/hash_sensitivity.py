@@ -19,8 +19,8 @@ from typing import Any
 
 from PIL import Image
 
-from comfytest.client import ComfyClient
-from comfytest.compare import Tolerance, compare
+from comfytest.comfy.client import ComfyClient
+from comfytest.judging.compare import Tolerance, compare
 from comfytest.runtime import find_runtime, start_server
 
 REPO = Path(__file__).resolve().parent.parent

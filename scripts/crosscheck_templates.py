@@ -1,9 +1,9 @@
 """Cross-check comfytest's UI → API conversion against comfy-cli's, on ComfyUI's own templates.
 
 Every UI-format template of the installed ``comfyui-workflow-templates`` packages is converted
-twice: by ``comfytest.convert.ui_to_api`` and by ``comfy run --print-prompt`` (comfy-cli, which
-users already have). The two API prompts are compared node by node, input by input, and the
-differences are counted by kind, with a few examples of each.
+twice: by ``comfytest.workflow.convert.ui_to_api`` and by ``comfy run --print-prompt``
+(comfy-cli, which users already have). The two API prompts are compared node by node,
+input by input, and the differences are counted by kind, with a few examples of each.
 
     comfytest runtime start                       # prints the URL of a fresh ComfyUI
     python scripts/crosscheck_templates.py --url http://127.0.0.1:PORT \\
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from comfytest.convert import ConversionError, is_ui_workflow, ui_to_api
+from comfytest.workflow.convert import ConversionError, is_ui_workflow, ui_to_api
 
 Prompt = dict[str, Any]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfytest.baselines import BaselineStore
-from comfytest.cases import load_cases
+from comfytest.cases.loader import load_cases
+from comfytest.judging.baselines import BaselineStore
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.cases import load_cases
+from comfytest.cases.loader import load_cases
 from comfytest.errors import CaseError, WorkflowError
 
 WORKFLOW = {

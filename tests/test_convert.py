@@ -14,10 +14,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from comfytest import convert, preflight
-from comfytest.client import ComfyClient
-from comfytest.convert import ConversionError, is_ui_workflow, ui_to_api
+from comfytest.comfy.client import ComfyClient
 from comfytest.runtime import ManagedServer
+from comfytest.workflow import convert, preflight
+from comfytest.workflow.convert import ConversionError, is_ui_workflow, ui_to_api
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from comfytest.client import ComfyClient
-from comfytest.environment import differences, fingerprint
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.environment import differences, fingerprint
 from comfytest.runtime import ManagedServer
 
 STATS = {

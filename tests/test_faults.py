@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.baselines import BaselineStore
-from comfytest.cases import Case, load_cases
+from comfytest.cases.loader import Case, load_cases
+from comfytest.judging.baselines import BaselineStore
 from comfytest.runner import Runner
 from comfytest.runtime import ManagedServer, Runtime, start_server
 

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.baselines import BaselineStore
-from comfytest.compare import Tolerance, compare
-from comfytest.manifest import write_manifest
+from comfytest.judging.baselines import BaselineStore
+from comfytest.judging.compare import Tolerance, compare
+from comfytest.judging.manifest import write_manifest
 
 
 def texture(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
@@ -64,7 +64,7 @@ def test_pixel_metrics_are_exact_in_every_mode(
     """Max, mean and PSNR equal a plain numpy computation over all values, whether the
     differences are counted by PIL (8 bits), by numpy (16 bits) or widened (32 bits),
     in one band of rows or many."""
-    monkeypatch.setattr(sys.modules["comfytest.compare"], "BAND_VALUES", band_values)
+    monkeypatch.setattr(sys.modules["comfytest.judging.compare"], "BAND_VALUES", band_values)
     one, other = (texture(seed, (48, 40)).convert(mode) for seed in (1, 2))
     if mode == "I;16":  # use the high bits too
         one, other = (Image.fromarray(np.asarray(i, np.uint16) * 257) for i in (one, other))

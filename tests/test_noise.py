@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.noise import summarize
+from comfytest.judging.noise import summarize
 from comfytest.runtime import ManagedServer
 
 from .test_judging import nudge, texture

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.cases import load_cases
-from comfytest.errors import CaseError
-from comfytest.nodes import SETTINGS_KEY
-from comfytest.pool import (
+from comfytest.cases.loader import load_cases
+from comfytest.comfy.pool import (
     ServerSpec,
     ServerSpecError,
     choose,
@@ -22,6 +20,8 @@ from comfytest.pool import (
     no_match_reason,
     parse_spec,
 )
+from comfytest.errors import CaseError
+from comfytest.plugin.nodes import SETTINGS_KEY
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
 from .conftest import processes_mentioning, start_pytest, stop_mid_run

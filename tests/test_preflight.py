@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from comfytest.client import ComfyClient
-from comfytest.preflight import check, seed_inputs
+from comfytest.comfy.client import ComfyClient
 from comfytest.runtime import ManagedServer
+from comfytest.workflow.preflight import check, seed_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 TXT2IMG: dict[str, Any] = json.loads((REPO / "cases/workflows/txt2img.json").read_text())

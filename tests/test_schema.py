@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from comfytest.cases import CASE_KEYS, FILE_KEYS, SCHEMA_PATH
+from comfytest.cases.loader import CASE_KEYS, FILE_KEYS, SCHEMA_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads(SCHEMA_PATH.read_text())

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfytest.client import header_from_env
+from comfytest.comfy.client import header_from_env
 from comfytest.errors import ServerError
 from comfytest.runtime import ManagedServer
 

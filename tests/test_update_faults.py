@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.baselines import BaselineStore, unused_baselines
-from comfytest.compare import Tolerance
-from comfytest.images import read_frames
+from comfytest.judging.baselines import BaselineStore, unused_baselines
+from comfytest.judging.compare import Tolerance
+from comfytest.judging.images import read_frames
 from comfytest.runtime import ManagedServer
 
 from .conftest import start_pytest, stop_mid_run

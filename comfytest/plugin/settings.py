@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.baselines import KEEP_MODES, UPDATE_MODES
-from comfytest.client import DEFAULT_TIMEOUT
-from comfytest.pool import ServerSpec, ServerSpecError, parse_spec, parse_tag
+from comfytest.comfy.client import DEFAULT_TIMEOUT
+from comfytest.comfy.pool import ServerSpec, ServerSpecError, parse_spec, parse_tag
+from comfytest.judging.baselines import KEEP_MODES, UPDATE_MODES
 
 __all__ = ["Settings", "add_options"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from comfytest.errors import ComfytestError
-from comfytest.workflow import (
+from comfytest.workflow.prompt import (
     SEED_INPUTS,
     Prompt,
     did_you_mean,

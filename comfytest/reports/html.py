@@ -61,7 +61,7 @@ def write_html_report(record: Mapping[str, Any], results: Path, out: Path) -> No
 @functools.cache
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("comfytest", "templates"),
+        loader=jinja2.PackageLoader("comfytest.reports", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,

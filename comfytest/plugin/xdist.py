@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from comfytest.comfy.pool import start_servers
 from comfytest.errors import RuntimeSetupError
-from comfytest.nodes import (
+from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
 )
-from comfytest.pool import start_servers
 from comfytest.runtime import find_runtime
 
 __all__ = ["SharedServers"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from comfytest.errors import NodeProblem, PromptRejected, ServerError
-from comfytest.workflow import Prompt, node_label, node_sort_key
+from comfytest.workflow.prompt import Prompt, node_label, node_sort_key
 
 __all__ = ["OutputFile", "PromptRun", "TextOutput", "read_history", "rejection"]
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfytest._yaml import LineMap
-from comfytest.compare import HASHES, Tolerance
+from comfytest.cases.recipe import Setting
+from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError
-from comfytest.recipe import Setting
-from comfytest.workflow import did_you_mean
+from comfytest.judging.compare import HASHES, Tolerance
+from comfytest.workflow.prompt import did_you_mean
 
 __all__ = [
     "TOLERANCE_KEYS",

@@ -15,7 +15,7 @@ import imagehash
 import numpy as np
 
 from comfytest.atomic import atomic_write
-from comfytest.images import Frames, Unreadable
+from comfytest.judging.images import Frames, Unreadable
 
 __all__ = [
     "MANIFEST",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from comfytest.cases import Case, load_cases
+from comfytest.cases.loader import Case, load_cases
 from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
@@ -18,10 +18,10 @@ from comfytest.errors import (
     ServerLost,
     TooSlow,
 )
-from comfytest.progress import LiveProgress
+from comfytest.plugin.settings import Settings
+from comfytest.reports.progress import LiveProgress
+from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
 from comfytest.runner import CaseResult, Runner
-from comfytest.settings import Settings
-from comfytest.timecompare import SavedRun, compare_timing, execution_seconds
 
 __all__ = [
     "INFRASTRUCTURE",

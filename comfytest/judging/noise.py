@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from comfytest.compare import HASHES, Tolerance, compare
+from comfytest.judging.compare import HASHES, Tolerance, compare
 
 __all__ = ["OutputNoise", "summarize"]
 

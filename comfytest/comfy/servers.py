@@ -2,7 +2,7 @@
 
 A server given by URL is connected on first use; one launched here (``--comfy-launch``)
 is started then. Each gets one client, its node definitions and its fingerprint for the
-whole run. Which server a case runs on follows the pool's binding rule (comfytest.pool).
+whole run. Which server a case runs on follows the pool's binding rule (comfytest.comfy.pool).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfytest.client import ComfyClient, header_from_env
+from comfytest.comfy.client import ComfyClient, header_from_env
+from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
-from comfytest.pool import ServerSpec, choose, no_match_reason
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 
 __all__ = ["Server", "Servers"]
@@ -45,7 +45,7 @@ class Servers:
 
     Everything runs on the *current* server: the home server (``home_server``, an index
     into the pool), or the one ``using()`` selects; ``pick()`` applies the pool's binding
-    rule (see comfytest.pool)."""
+    rule (see comfytest.comfy.pool)."""
 
     def __init__(
         self,

@@ -22,8 +22,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from comfytest.atomic import atomic_write
-from comfytest.compare import Tolerance, compare
-from comfytest.images import png_bytes, read_frames
+from comfytest.judging.compare import Tolerance, compare
+from comfytest.judging.images import png_bytes, read_frames
 
 __all__ = ["Cell", "group_cells", "write_report"]
 

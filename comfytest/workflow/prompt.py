@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from comfytest.convert import is_ui_workflow
 from comfytest.errors import ComfytestError, WorkflowError
+from comfytest.workflow.convert import is_ui_workflow
 
 __all__ = [
     "SEED_INPUTS",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfytest._yaml import LineMap
+from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError
-from comfytest.workflow import (
+from comfytest.workflow.prompt import (
     OverrideError,
     Prompt,
     copy_prompt,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfytest.convert.graph import Graph
-from comfytest.convert.widgets import (
+from comfytest.workflow.convert.graph import Graph
+from comfytest.workflow.convert.widgets import (
     CONTROL_VALUES,
     WIDGET_TYPES,
     AlignmentError,

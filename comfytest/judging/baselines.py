@@ -30,9 +30,9 @@ from typing import Any
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.compare import Comparison, Tolerance, compare_frames
-from comfytest.images import Frames, Unreadable, difference_image, write_png
-from comfytest.manifest import MANIFEST, stored_phashes
+from comfytest.judging.compare import Comparison, Tolerance, compare_frames
+from comfytest.judging.images import Frames, Unreadable, difference_image, write_png
+from comfytest.judging.manifest import MANIFEST, stored_phashes
 
 try:
     import fcntl

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from comfytest.convert.graph import (
+from comfytest.errors import ComfytestError, NodeProblem
+from comfytest.workflow.convert.graph import (
     BYPASSED,
     MUTED,
     SUBGRAPH_INPUT,
@@ -14,15 +15,18 @@ from comfytest.convert.graph import (
     bypass_input,
     read_graph,
 )
-from comfytest.convert.subgraphs import GROUP_NODE_PREFIXES, group_definition, promoted_values
-from comfytest.convert.widgets import (
+from comfytest.workflow.convert.subgraphs import (
+    GROUP_NODE_PREFIXES,
+    group_definition,
+    promoted_values,
+)
+from comfytest.workflow.convert.widgets import (
     AlignmentError,
     dynamic_prompt,
     is_dynamic_prompt,
     widget_inputs,
     wrap,
 )
-from comfytest.errors import ComfytestError, NodeProblem
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_NODE_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from comfytest.atomic import atomic_write
-from comfytest.baselines import delete_baselines, unused_baselines
-from comfytest.nodes import (
+from comfytest.judging.baselines import delete_baselines, unused_baselines
+from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
     is_infrastructure,
     worker_count,
 )
-from comfytest.records import case_record, run_record
-from comfytest.report import evidence_extras, write_html_report
-from comfytest.sweep_report import Cell, group_cells, write_report
-from comfytest.table import summary_table
+from comfytest.reports.html import evidence_extras, write_html_report
+from comfytest.reports.record import case_record, run_record
+from comfytest.reports.sweep import Cell, group_cells, write_report
+from comfytest.reports.table import summary_table
 
 __all__ = ["HtmlExtras", "Summary"]
 

@@ -26,14 +26,14 @@ from websockets.exceptions import WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
+from comfytest.comfy.history import OutputFile, PromptRun, TextOutput, read_history, rejection
 from comfytest.errors import (
     CaseTimeout,
     ExecutionFailed,
     ServerError,
     ServerLost,
 )
-from comfytest.history import OutputFile, PromptRun, TextOutput, read_history, rejection
-from comfytest.workflow import Prompt, node_label
+from comfytest.workflow.prompt import Prompt, node_label
 
 __all__ = [
     "DEFAULT_TIMEOUT",

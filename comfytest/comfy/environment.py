@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from comfytest.client import ComfyClient
+    from comfytest.comfy.client import ComfyClient
     from comfytest.runtime import Runtime
 
 __all__ = ["MODEL_FOLDERS", "differences", "fingerprint", "server_fingerprint"]

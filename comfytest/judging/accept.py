@@ -16,7 +16,7 @@ from typing import Any
 
 from comfytest.atomic import atomic_write
 from comfytest.errors import ComfytestError
-from comfytest.manifest import PENDING_MANIFEST, read_manifest, write_manifest
+from comfytest.judging.manifest import PENDING_MANIFEST, read_manifest, write_manifest
 
 __all__ = ["Change", "apply", "plan"]
 
