@@ -78,7 +78,7 @@ def child(scenario: str, step: str, url: str, work: Path) -> None:
     store = BaselineStore(work / "baselines", work / f"results-{step}", update)
     runner = Runner(store, url=url, timeout=600)
     try:
-        runner.object_info()
+        runner.servers.object_info(runner.servers.home)
         runner.environment()
         before = rss_mib()
         tracemalloc.start()

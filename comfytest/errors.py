@@ -1,4 +1,5 @@
-"""Every error comfytest raises on purpose.
+"""Every error comfytest raises on purpose, and the tree they form. No other module
+defines one (a test checks that every exception class in the package is drawn here).
 
 Each one carries its context (file and line, URL, prompt id, node id) and renders
 itself as the message a user should read: no traceback is needed to act on it.
@@ -6,16 +7,27 @@ itself as the message a user should read: no traceback is needed to act on it.
     ComfytestError
     ├── CaseError              a case file is wrong: file:line and what to do
     ├── WorkflowError          a workflow file is unreadable or not API format
-    ├── RuntimeSetupError      the managed ComfyUI could not be installed or started
+    ├── OverrideError          an override names a node or input the workflow lacks
+    │                          (reported as a CaseError at the YAML line)
+    ├── ConversionError        a UI-format workflow cannot be converted (names the node)
+    ├── PreflightFailed        the workflow cannot run on this server; nothing was queued
+    ├── ServerSpecError        a --comfy-url spec or tag is malformed (a usage error)
     ├── ServerError            talking to ComfyUI failed (the server, not the workflow)
     │   ├── CaseTimeout        a prompt did not finish in time (it was interrupted)
     │   └── ServerLost         the server stopped answering (also an InfrastructureError)
     ├── InfrastructureError    the case could not be tested at all: a pytest *error*, not a
-    │                          failure, and ``"outcome": "error"`` in results/run.json
+    │   │                      failure, and ``"outcome": "error"`` in results/run.json
+    │   ├── RuntimeSetupError  the managed ComfyUI could not be installed or started
+    │   └── ServerLost
     ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
     ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
     ├── OutputMismatch         outputs differ from their baselines, or a baseline is missing
     └── TooSlow                slower than a saved run by more than threshold and spread
+
+Signals caught where they are raised, never shown to a user: ``Unreadable``
+(comfytest.judging.images: bytes that are no image), ``AlignmentError``
+(comfytest.workflow.convert.widgets: widget values that do not line up) and
+comfytest.comfy.socket's private ``_Dropped`` (a WebSocket lost mid-prompt, reconnected).
 
 Bugs in comfytest itself are never wrapped: they keep their Python traceback.
 """
@@ -30,14 +42,19 @@ __all__ = [
     "CaseError",
     "CaseTimeout",
     "ComfytestError",
+    "ConversionError",
     "ExecutionFailed",
     "InfrastructureError",
     "NodeProblem",
     "OutputMismatch",
+    "OverrideError",
+    "PreflightFailed",
+    "Problem",
     "PromptRejected",
     "RuntimeSetupError",
     "ServerError",
     "ServerLost",
+    "ServerSpecError",
     "TooSlow",
     "WorkflowError",
 ]
@@ -69,10 +86,6 @@ class WorkflowError(ComfytestError):
         super().__init__(f"{where}: {message}")
 
 
-class RuntimeSetupError(ComfytestError):
-    """Installing, starting or stopping the managed ComfyUI failed."""
-
-
 class ServerError(ComfytestError):
     """The ComfyUI server could not be reached or answered something unusable."""
 
@@ -94,6 +107,10 @@ class InfrastructureError(ComfytestError):
     """The case could not be tested: says nothing about the workflow, so it is no regression.
 
     The plugin reports it as a pytest error (``E``) rather than a failure (``F``)."""
+
+
+class RuntimeSetupError(InfrastructureError):
+    """Installing, starting or stopping the managed ComfyUI failed: nothing could be tested."""
 
 
 class ServerLost(ServerError, InfrastructureError):
@@ -168,3 +185,53 @@ class OutputMismatch(ComfytestError):
 
 class TooSlow(ComfytestError):
     """The case ran slower than the saved run allows (``--comfy-slower-than``)."""
+
+
+class OverrideError(ComfytestError):
+    """An override names a node or an input the workflow does not have."""
+
+
+class ConversionError(ComfytestError):
+    """A UI workflow cannot be converted; names the node (id, type, title) and the problem."""
+
+    def __init__(
+        self, message: str, node_id: str = "", class_type: str = "", title: str = ""
+    ) -> None:
+        self.message = message
+        self.node_id = node_id
+        self.class_type = class_type
+        self.title = title
+        if node_id:
+            message = NodeProblem(node_id, class_type, title, message).describe()
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one node, in words a ComfyUI user acts on."""
+
+    node_id: str
+    class_type: str
+    title: str
+    kind: str
+    message: str
+
+    def describe(self) -> str:
+        title = f" {self.title!r}" if self.title != self.class_type else ""
+        return f"node {self.node_id} ({self.class_type}{title}): {self.message}"
+
+
+class PreflightFailed(ComfytestError):
+    """The workflow cannot run on this server; nothing was queued."""
+
+    def __init__(self, problems: list[Problem], url: str = "") -> None:
+        self.problems = problems
+        where = f" on {url}" if url else ""
+        kinds = sorted({p.kind.replace("_", " ") for p in problems})
+        lines = [f"preflight: the workflow cannot run{where} ({', '.join(kinds)})"]
+        lines += [f"  {problem.describe()}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+class ServerSpecError(ComfytestError):
+    """A server spec or tag is malformed (the plugin turns it into a usage error)."""

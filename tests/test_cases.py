@@ -173,9 +173,8 @@ def test_ui_format_workflow_is_kept_for_conversion_at_run_time(case_dir: Path) -
     (case_dir / "ui.json").write_text(json.dumps(ui))
     path = write(case_dir, "workflow: ui.json\nseed: 3\ncases:\n  - id: a\n")
     (case,) = load_cases(path)
-    assert case.ui_workflow == ui
-    assert case.prompt == {}
-    assert case.recipe is not None
+    assert case.is_ui
+    assert case.workflow == ui
     assert case.recipe.seed == 3
 
 
@@ -189,8 +188,9 @@ def test_upload_value_must_name_an_existing_file(case_dir: Path) -> None:
     (case_dir / "there.png").write_bytes(b"x")
     path.write_text(path.read_text().replace("missing.png", "there.png"))
     (case,) = load_cases(path)
-    assert case.uploads[0].node_id == "4"
-    assert case.uploads[0].path == case_dir / "there.png"
+    (upload,) = case.recipe.apply(case.workflow).uploads
+    assert upload.node_id == "4"
+    assert upload.path == case_dir / "there.png"
 
 
 def names(cases: list) -> list[str]:  # type: ignore[type-arg]

@@ -95,24 +95,24 @@ def test_a_websocket_dropped_mid_case_still_gives_the_right_verdict(
     # client's socket is closed while the prompt samples.
     case = dataclasses.replace(
         fox(),
-        prompt={
-            **fox().prompt,
-            "3": {**fox().prompt["3"], "inputs": {**fox().prompt["3"]["inputs"], "steps": 150}},
+        workflow={
+            **fox().workflow,
+            "3": {**fox().workflow["3"], "inputs": {**fox().workflow["3"]["inputs"], "steps": 150}},
         },
     )
     store = BaselineStore(tmp_path / "baselines", tmp_path / "results", "missing")
     runner = Runner(store, url=comfy.url)
     try:
         assert [v.status for v in runner.run_case(case, "t").verdicts] == ["created"]
-        client = runner.client()
-        first_socket = client._ws
+        client = runner.servers.client(runner.servers.home)
+        first_socket = client._socket.current
         assert first_socket is not None
         client.free()  # so the sampler runs again rather than coming from the cache
         timer = threading.Timer(1.0, first_socket.close)
         timer.start()
         dropped = runner.run_case(case, "t")
         timer.join()
-        assert client._ws is not first_socket, "a fresh socket replaced the dropped one"
+        assert client._socket.current is not first_socket, "a fresh socket replaced the dropped one"
         assert [v.status for v in dropped.verdicts] == ["passed"], "the same pixels, judged"
         assert dropped.run.execution_s is not None
         assert dropped.run.execution_s > 1.0, "the socket closed while the prompt ran"

@@ -76,7 +76,7 @@ def test_a_case_runs_at_home_when_the_tags_fit_else_on_the_first_that_fits() -> 
 
 
 def test_server_urls_come_from_the_command_line_or_one_per_ini_line(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, runtime: Runtime
 ) -> None:
     given = pytester.parseconfigure(
         "--comfy-url=http://a:8188 gpu=h100", "--comfy-url", "http://b:8188"
@@ -87,7 +87,10 @@ def test_server_urls_come_from_the_command_line_or_one_per_ini_line(
     )
     assert given.stash[SETTINGS_KEY].url == "http://a:8188"
     managed = pytester.parseconfigure(
-        "--comfy-launch", "--comfy-servers=2", "--comfy-server-tag=gpu=cpu"
+        "--comfy-launch",
+        "--comfy-servers=2",
+        "--comfy-server-tag=gpu=cpu",
+        f"--comfy-home={runtime.root.parent.parent}",
     )
     assert managed.stash[SETTINGS_KEY].server_count == 2
     assert managed.stash[SETTINGS_KEY].server_tags == (("gpu", "cpu"),)

@@ -11,7 +11,8 @@ import pytest
 
 from comfytest.comfy.client import ComfyClient
 from comfytest.runtime import ManagedServer
-from comfytest.workflow.preflight import check, seed_inputs
+from comfytest.workflow.preflight import check
+from comfytest.workflow.prompt import seed_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 TXT2IMG: dict[str, Any] = json.loads((REPO / "cases/workflows/txt2img.json").read_text())
@@ -101,6 +102,9 @@ def test_seed_inputs_come_from_control_after_generate(object_info: dict[str, Any
     assert seed_inputs({"7": {"class_type": "Sampler", "inputs": {"salt": 5}}}, fake) == [
         ("7", "salt")
     ]
+    # Without the server's definitions (at collection), seeds are found by name only.
+    assert seed_inputs(prompt) == [("1", "seed"), ("2", "noise_seed")]
+    assert seed_inputs({"7": {"class_type": "Sampler", "inputs": {"salt": 5}}}) == []
 
 
 def test_preflight_failure_in_a_run_queues_nothing(
@@ -144,11 +148,12 @@ def test_unpinned_control_after_generate_seed_is_refused(
     cases.write_text("workflow: workflows/prim.json\ncases:\n  - id: p\n")
     refused = pytester.runpytest("--comfy-url", comfy.url, "-p", "no:cacheprovider")
     refused.assert_outcomes(failed=1)
+    # The one message for an unpinned seed, at the case's line, found at collection or,
+    # as here, only with the server's node definitions.
     refused.stdout.fnmatch_lines(
         [
-            "*(unpinned seed)",
-            "  node 1 (PrimitiveInt 'Width'): input 'value' is randomised by the UI "
-            "(control_after_generate) and this case leaves it unpinned*",
+            "*p.yaml:3: case 'p' leaves input 'value' of node 1 (Width) unpinned, and the UI "
+            "would randomise it (control_after_generate)*",
         ]
     )
     cases.write_text(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from comfytest.runner import spread
+from comfytest.runner.result import spread
 from comfytest.runtime import ManagedServer
 
 

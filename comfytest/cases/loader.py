@@ -26,7 +26,6 @@ import functools
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +38,10 @@ from comfytest.cases.body import (
     sweep_axes,
     tolerance_of,
 )
+from comfytest.cases.case import Case
 from comfytest.cases.recipe import Axis, Recipe, Upload, confined
 from comfytest.cases.yaml_reader import LineMap, load_yaml
 from comfytest.errors import CaseError, WorkflowError
-from comfytest.judging.compare import Tolerance
 from comfytest.workflow.convert import is_ui_workflow
 from comfytest.workflow.prompt import (
     Prompt,
@@ -89,41 +88,6 @@ SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
 FILE_KEYS = (*SHARED_KEYS, "cases")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One runnable case, or one cell of a sweep: a finished prompt plus how to judge it."""
-
-    name: str  # the pytest item name: "fox" or "fox[steps=5-cfg=3.0]"
-    case_id: str
-    path: Path
-    line: int
-    workflow_path: Path
-    prompt: Prompt
-    seed: int | None
-    tolerance: Tolerance
-    timeout: float | None = None
-    description: str = ""
-    cell: str = ""
-    values: Mapping[str, Any] = field(default_factory=dict)
-    uploads: tuple[Upload, ...] = ()
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    marks: tuple[MarkSpec, ...] = ()
-    repeat: int = 1
-    warmup: int = 0
-    #: The sweep cell others are measured against in the sweep report (axis -> value).
-    reference: Mapping[str, Any] = field(default_factory=dict)
-    recipe: Recipe | None = None
-    #: Server tags this case needs (``server: {gpu: h100}``); values as written, scalars.
-    server: Mapping[str, Any] = field(default_factory=dict)
-    #: A UI-format workflow, converted at run time (needs /object_info); ``prompt`` is empty.
-    ui_workflow: Mapping[str, Any] | None = None
-
-    @property
-    def folder(self) -> str:
-        """Where this case's baselines live, under its case file's folder."""
-        return f"{self.case_id}/{self.cell}" if self.cell else self.case_id
 
 
 def load_cases(path: Path, root: Path | None = None, within: Path | None = None) -> list[Case]:
@@ -290,8 +254,8 @@ def _build(
         axes.append(Axis(axis, target, value, apath, aline))
     recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed, within)
 
-    ui = is_ui_workflow(workflow)
-    prompt, uploads, overrides = ({}, (), {}) if ui else recipe.apply(workflow)
+    if not is_ui_workflow(workflow):
+        recipe.apply(workflow)  # every override and seed checked before anything runs
 
     timeout, tpath, tline = body.scalars.get("timeout", (None, path, entry.line))
     if timeout is not None and (
@@ -315,21 +279,18 @@ def _build(
         path=path,
         line=entry.line,
         workflow_path=workflow_path,
-        prompt=prompt,
+        workflow=workflow,
+        recipe=recipe,
         seed=seed,
         tolerance=tolerance_of(body),
         timeout=float(timeout) if timeout is not None else None,
         description=description,
         cell=cell,
         values=values,
-        uploads=uploads,
-        overrides=overrides,
         marks=marks_of(body, values),
         repeat=counts["repeat"],
         warmup=counts["warmup"],
-        recipe=recipe,
         server=dict(body.server),
-        ui_workflow=workflow if ui else None,
     )
 
 

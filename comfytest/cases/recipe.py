@@ -1,15 +1,17 @@
 """A case's recipe: the overrides, sweep values and seed that turn a workflow into a prompt.
 
-Applied at collection to an API-format workflow; replayed at run time after a UI-format one
-is converted (conversion needs the server's /object_info). Every mistake is a CaseError at
-the YAML line that caused it.
+One path builds every prompt: ``Recipe.apply(workflow, object_info)``. At collection it runs
+without a server on an API-format workflow, so mistakes show before anything runs; at run
+time it runs again with the server's /object_info (on the converted prompt of a UI-format
+workflow), which also finds the seeds only the node definitions name. Every mistake is a
+CaseError at the YAML line that caused it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError
@@ -20,11 +22,11 @@ from comfytest.workflow.prompt import (
     find_node,
     node_label,
     resolve_axis,
-    seed_targets,
+    seed_inputs,
     set_input,
 )
 
-__all__ = ["Axis", "Recipe", "Setting", "Upload", "confined"]
+__all__ = ["Applied", "Axis", "Recipe", "Setting", "Upload", "confined"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,22 @@ class Axis:
     line: int
 
 
+class Applied(NamedTuple):
+    """A recipe applied to a workflow: the prompt, the files to upload, the overrides."""
+
+    prompt: Prompt
+    uploads: tuple[Upload, ...]
+    #: What the case set, by node id (upload values named by their local path).
+    overrides: dict[str, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a case turns its workflow into a prompt: overrides, sweep values, the seed.
 
-    Applied at collection to an API-format workflow; replayed after conversion for a UI-format
-    one (which needs the server's /object_info). Every mistake is a CaseError at its line.
+    Checked at collection on an API-format workflow; applied at run time with the server's
+    /object_info (after conversion, for a UI-format one). Every mistake is a CaseError at
+    its line.
     """
 
     case_id: str
@@ -75,10 +87,11 @@ class Recipe:
     #: Files named by overrides must lie in this folder (the project), when set.
     within: Path | None = None
 
-    def apply(
-        self, workflow: Prompt
-    ) -> tuple[Prompt, tuple[Upload, ...], dict[str, dict[str, Any]]]:
-        """(prompt, uploads, overrides by node) for an API-format ``workflow`` (not changed)."""
+    def apply(self, workflow: Prompt, object_info: dict[str, Any] | None = None) -> Applied:
+        """The prompt for an API-format ``workflow`` (not changed), its uploads and overrides.
+
+        Seeds are found by ``seed_inputs`` (with ``object_info`` when given): each one the
+        case does not set is pinned to the case's seed, or is a CaseError when it has none."""
         prompt: Prompt = copy_prompt(workflow)
         overrides: dict[str, dict[str, Any]] = {}
         uploads: dict[tuple[str, str], Upload] = {}
@@ -110,19 +123,20 @@ class Recipe:
                 raise CaseError(f"{axis.name}: {exc}", axis.path, axis.line) from None
             for node_id, name, value in targets:
                 put(node_id, name, value, axis.path, axis.line)
-        for node_id, name in seed_targets(prompt):
+        for node_id, name in seed_inputs(prompt, object_info):
             if name in overrides.get(node_id, {}):
                 continue
             if self.seed is None:
                 title = node_label(prompt, node_id)[1]
                 raise CaseError(
                     f"case {self.case_id!r} leaves input {name!r} of node {node_id} ({title}) "
-                    "unpinned: add 'seed: <integer>' to the case or set that input",
+                    "unpinned, and the UI would randomise it (control_after_generate): add "
+                    "'seed: <integer>' to the case or set that input",
                     self.path,
                     self.line,
                 )
             prompt[node_id]["inputs"][name] = self.seed
-        return prompt, tuple(uploads.values()), overrides
+        return Applied(prompt, tuple(uploads.values()), overrides)
 
 
 def confined(target: Path, within: Path | None, what: str, where: Path, line: int) -> Path:

@@ -20,11 +20,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comfytest.errors import ComfytestError
+
 if TYPE_CHECKING:
     from comfytest.comfy.client import ComfyClient
     from comfytest.runtime import Runtime
 
-__all__ = ["MODEL_FOLDERS", "differences", "fingerprint", "server_fingerprint"]
+__all__ = [
+    "MODEL_FOLDERS",
+    "differences",
+    "fingerprint",
+    "recorded_environment",
+    "server_fingerprint",
+]
 
 #: Model folders listed in a fingerprint (others are rarely used by tests and cost requests).
 MODEL_FOLDERS = (
@@ -162,3 +170,18 @@ def differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list
                     f"model {folder}/{name} changed size {before[name]} -> {after[name]}"
                 )
     return changes
+
+
+def recorded_environment(path: Path) -> dict[str, Any]:
+    """The environment a baseline folder, a manifest.json or a run.json was made in."""
+    file = path / "manifest.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise ComfytestError(f"{file}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ComfytestError(f"{file}: not JSON: {exc}") from None
+    environment = data.get("environment") or (data.get("header") or {}).get("environment")
+    if not isinstance(environment, dict):
+        raise ComfytestError(f"{file}: records no environment")
+    return environment

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfytest.errors import ComfytestError, RuntimeSetupError
+from comfytest.errors import RuntimeSetupError, ServerSpecError
 from comfytest.runtime import ManagedServer, Runtime, start_server
 
 __all__ = [
@@ -38,10 +38,6 @@ __all__ = [
 
 _TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _WORKER = re.compile(r"^gw(\d+)$")
-
-
-class ServerSpecError(ComfytestError):
-    """A server spec or tag is malformed (the plugin turns it into a usage error)."""
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,28 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from comfytest.comfy.client import ComfyClient, header_from_env
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 
-__all__ = ["Server", "Servers"]
+__all__ = ["Retried", "Server", "Servers"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retried:
+    """A case whose server was lost, run again on another one."""
+
+    lost: str
+    on: str
+    error: str
 
 
 @dataclass
@@ -43,9 +54,8 @@ class Server:
 class Servers:
     """A pool of ComfyUI servers: ``specs``, or else one managed server started on demand.
 
-    Everything runs on the *current* server: the home server (``home_server``, an index
-    into the pool), or the one ``using()`` selects; ``pick()`` applies the pool's binding
-    rule (see comfytest.comfy.pool)."""
+    Each server is named by its index; ``home`` is this process's own (``home_server``),
+    where ``pick()`` starts (the binding rule of comfytest.comfy.pool)."""
 
     def __init__(
         self,
@@ -79,7 +89,6 @@ class Servers:
             Server(ServerSpec("", dict(server_tags or {})), launch=True)
         ]
         self._home_server = home_server % len(self._pool)
-        self._current = self._home_server
         #: Servers lost during this run: used again only when no other server fits a case.
         self._lost: set[int] = set()
 
@@ -109,6 +118,10 @@ class Servers:
     def no_server_reason(self, required: Mapping[str, object]) -> str:
         return no_match_reason(self.specs, required)
 
+    @property
+    def home(self) -> int:
+        return self._home_server
+
     def fallback(self, required: Mapping[str, object], lost: int) -> int | None:
         """After server ``lost`` was lost: another server that fits and answers, or None.
 
@@ -119,28 +132,30 @@ class Servers:
             if index is None or index in self._lost:
                 return None
             try:
-                with self.using(index):
-                    self.client()
+                self.client(index)
             except ServerError:
                 self._lost.add(index)
                 continue
             return index
 
-    @contextlib.contextmanager
-    def using(self, index: int) -> Iterator[None]:
-        """Within this block, ``client()`` and everything that runs cases use server
-        ``index`` of the pool."""
-        previous, self._current = self._current, index
+    def run_with_fallback(
+        self, required: Mapping[str, object], index: int, attempt: Callable[[int], T]
+    ) -> tuple[T, Retried | None]:
+        """``attempt(index)``; when server ``index`` is lost, ``attempt`` once more on another
+        server that fits and answers, if there is one (else the ServerLost stands)."""
         try:
-            yield
-        finally:
-            self._current = previous
+            return attempt(index), None
+        except ServerLost as lost:
+            other = self.fallback(required, index)
+            if other is None:
+                raise
+            retried = Retried(lost.url, self.specs[other].url, str(lost))
+        return attempt(other), retried
 
     def connect_all(self) -> None:
         """Reach every server of the pool now (a ServerError names the first one that fails)."""
         for index in range(len(self._pool)):
-            with self.using(index):
-                self.client()
+            self.client(index)
 
     def adopt(self, servers: Sequence[ManagedServer], ready_s: float) -> None:
         """Own managed servers started for others (the xdist workers): listed in
@@ -155,12 +170,12 @@ class Servers:
             )
             for server in servers
         ]
-        self._home_server = self._current = 0
+        self._home_server = 0
 
-    def client(self) -> ComfyClient:
-        """The current server's client; starts the managed server the first time when
+    def client(self, index: int) -> ComfyClient:
+        """Server ``index``'s client; starts the managed server the first time when
         launching."""
-        entry = self._pool[self._current]
+        entry = self._pool[index]
         if entry.setup_error is not None:
             raise entry.setup_error
         if entry.client is not None:
@@ -214,17 +229,15 @@ class Servers:
         entry.line = f"ComfyUI {version} at {url} ({how}{', tags ' + tags if tags else ''})"
         return client
 
-    def object_info(self) -> dict[str, Any]:
-        """The current server's node definitions, fetched once per run."""
-        entry = self._pool[self._current]
+    def object_info(self, index: int) -> dict[str, Any]:
+        """Server ``index``'s node definitions, fetched once per run."""
+        entry = self._pool[index]
         if entry.object_info is None:
-            entry.object_info = self.client().object_info()
+            entry.object_info = self.client(index).object_info()
         return entry.object_info
 
-    @property
-    def current(self) -> Server:
-        """The server that ``client()`` and ``object_info()`` answer for."""
-        return self._pool[self._current]
+    def __getitem__(self, index: int) -> Server:
+        return self._pool[index]
 
     def close(self) -> None:
         """Close every client and stop the managed servers this pool started or adopted."""

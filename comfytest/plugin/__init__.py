@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -9,19 +10,22 @@ import pytest
 from comfytest.cases.loader import DEFAULTS_FILE
 from comfytest.comfy.pool import ServerSpec, home_index
 from comfytest.comfy.servers import Servers
-from comfytest.errors import ServerError
+from comfytest.errors import RuntimeSetupError, ServerError
 from comfytest.judging.baselines import BaselineStore
 from comfytest.plugin.nodes import (
+    RECORD_ATTRIBUTE,
     RUNNER_KEY,
     SETTINGS_KEY,
     CaseFile,
     CaseItem,
     is_infrastructure,
 )
+from comfytest.plugin.options import add_options
 from comfytest.plugin.session import HtmlExtras, Summary
-from comfytest.plugin.settings import Settings, add_options
+from comfytest.plugin.settings import Settings
 from comfytest.plugin.xdist import SharedServers
 from comfytest.runner import Runner
+from comfytest.runtime import find_runtime
 
 CASE_SUFFIXES = (".yaml", ".yml")
 
@@ -33,6 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
+    if settings.launch and not getattr(config, "workerinput", {}).get("comfytest_servers"):
+        try:
+            find_runtime(settings.home, settings.runtime)  # installed? (a file read)
+        except RuntimeSetupError as exc:
+            raise pytest.UsageError(f"--comfy-launch: {exc}") from None
     config.pluginmanager.register(Summary(config), "comfytest-summary")
     html = config.pluginmanager.get_plugin("html")
     if html is not None and getattr(config.option, "htmlpath", None):
@@ -72,17 +81,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    """A server given by URL that does not answer is one usage error, not a failure per case."""
+    """A server that cannot be reached or started is one usage error, not a failure per case:
+    a --comfy-url server that does not answer, or a managed one that does not start (in a
+    serial run; an xdist worker's cases error instead)."""
     runner = session.config.stash.get(RUNNER_KEY, None)
-    if runner is None or runner.servers.manages_servers or session.config.option.collectonly:
+    if runner is None or session.config.option.collectonly:
         return
     controller = bool(getattr(session.config.option, "numprocesses", None))
+    has_cases = any(isinstance(item, CaseItem) for item in session.items)
+    servers = runner.servers
     try:
-        if controller:
-            runner.servers.connect_all()  # every server of the pool answers
-        elif any(isinstance(item, CaseItem) for item in session.items):
-            runner.client()  # the home server answers; the others when first used
-    except ServerError as exc:
+        if servers.manages_servers:
+            if has_cases and not controller and not hasattr(session.config, "workerinput"):
+                servers.client(servers.home)  # started now, before the first case
+        elif controller:
+            servers.connect_all()  # every server of the pool answers
+        elif has_cases:
+            servers.client(servers.home)  # the home server answers; the others when used
+    except (ServerError, RuntimeSetupError) as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
@@ -93,6 +109,17 @@ def pytest_report_teststatus(
     if is_infrastructure(report):
         return "error", "E", "ERROR"
     return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each report of a case carries the case's record (see ``record_of``)."""
+    report = yield
+    if isinstance(item, CaseItem):
+        setattr(report, RECORD_ATTRIBUTE, item.record.as_dict())
+    return report
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,35 +14,40 @@ from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
-    ServerLost,
     TooSlow,
 )
 from comfytest.plugin.settings import Settings
 from comfytest.reports.progress import LiveProgress
+from comfytest.reports.record import CaseRecord
 from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
 from comfytest.runner import CaseResult, Runner
 
 __all__ = [
-    "INFRASTRUCTURE",
     "RUNNER_KEY",
     "SETTINGS_KEY",
     "CaseFile",
     "CaseItem",
     "case_name",
     "is_infrastructure",
+    "record_of",
 ]
 
 RUNNER_KEY = pytest.StashKey[Runner]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
-#: The user property that marks a case that could not be tested (an InfrastructureError).
-INFRASTRUCTURE = "comfytest_infrastructure"
+#: The test report attribute that carries a case's record (a plain dict, so xdist sends it).
+RECORD_ATTRIBUTE = "comfytest"
+
+
+def record_of(report: pytest.TestReport | pytest.CollectReport) -> CaseRecord | None:
+    """The record of the case this report is about; None for anything but a case."""
+    data = getattr(report, RECORD_ATTRIBUTE, None)
+    return CaseRecord.from_dict(data) if isinstance(data, dict) else None
 
 
 def is_infrastructure(report: pytest.TestReport) -> bool:
     """A failed call whose case could not be tested: shown as an error, not a failure."""
-    return (
-        report.when == "call" and report.failed and INFRASTRUCTURE in dict(report.user_properties)
-    )
+    record = record_of(report)
+    return report.when == "call" and report.failed and bool(record and record.infrastructure)
 
 
 def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
@@ -91,7 +95,7 @@ class CaseFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         for index, case in enumerate(cases):
             item = CaseItem.from_parent(self, name=case.name, case=case, index=index)
-            item.user_properties.append(("comfytest_folder", f"{item.case_name}/{case.folder}"))
+            item.record.folder = f"{item.case_name}/{case.folder}"
             for mark in case.marks:
                 item.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
             for axis, value in case.values.items():
@@ -109,6 +113,8 @@ class CaseItem(pytest.Item):
         #: The case that runs after this one in this process, when its prompt may be queued
         #: while this one runs (set by the plugin from pytest's ``nextitem``).
         self.then: Case | None = None
+        #: What this case's run found; carried on each of its reports (see ``record_of``).
+        self.record = CaseRecord(description=case.description)
 
     def queueable(self) -> Case | None:
         """This item's case, when its prompt can be queued before the item runs: a plain
@@ -132,54 +138,44 @@ class CaseItem(pytest.Item):
             pytest.skip(runner.servers.no_server_reason(self.case.server))
 
     def runtest(self) -> None:
-        try:
-            self._run_in_pool()
-        except InfrastructureError as exc:
-            self.user_properties.append((INFRASTRUCTURE, type(exc).__name__))
-            raise
-
-    def _run_in_pool(self) -> None:
-        """Run on the server the pool's rule picks; when that server is lost, once more on
-        another server that fits and answers, if there is one."""
         runner = self.config.stash[RUNNER_KEY]
         index = runner.servers.pick(self.case.server)
         if index is None:
             pytest.skip(runner.servers.no_server_reason(self.case.server))
         try:
-            with runner.servers.using(index):
-                self._run()
-        except ServerLost as lost:
-            other = runner.servers.fallback(self.case.server, index)
-            if other is None:
-                raise
-            retried = {"lost": lost.url, "on": runner.servers.specs[other].url, "error": str(lost)}
-            self.user_properties.append(("comfytest_retried_on", json.dumps(retried)))
-            with runner.servers.using(other):
-                self._run()
+            _, retried = runner.servers.run_with_fallback(self.case.server, index, self._run)
+            if retried is not None:
+                self.record.retried = vars(retried)
+        except InfrastructureError as exc:
+            self.record.infrastructure = type(exc).__name__
+            raise
+        finally:
+            self.user_properties.extend(self.record.junit_properties())  # JUnit reads these
 
-    def _run(self) -> None:
+    def _run(self, server: int) -> None:
+        """Run the case on server ``server`` of the pool and judge it."""
         runner = self.config.stash[RUNNER_KEY]
-        runs = self.config.stash[SETTINGS_KEY].noise_floor
-        if runs:
-            noise = {n.key: n.as_dict() for n in runner.noise_floor(self.case, runs)}
-            self.user_properties.append(("comfytest_noise", json.dumps(noise)))
-            return
         settings = self.config.stash[SETTINGS_KEY]
+        if settings.noise_floor:
+            spreads = runner.noise_floor(self.case, settings.noise_floor, server)
+            self.record.noise = {n.key: n.as_dict() for n in spreads}
+            return
         result = runner.run_case(
             self.case,
             self.case_name,
+            server=server,
             repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
             warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
             on_progress=self._live_progress(),
             then=self.then,
         )
-        self._record(result, runner.client().url)
+        self._record(result)
         if not result.passed:
             raise OutputMismatch([*result.failure_lines(), *self._accept_hint(result)])
         saved = saved_run(self.config)
         timing = saved and compare_timing(saved, self.nodeid, result.timings, settings.slower_than)
         if timing:
-            self.user_properties.append(("comfytest_compare", timing.describe()))
+            self.record.compare = timing.describe()
             if timing.slower:
                 raise TooSlow(f"{self.name}: slower than the saved run: {timing.describe()}")
 
@@ -200,25 +196,22 @@ class CaseItem(pytest.Item):
 
         return LiveProgress(write)
 
-    def _record(self, result: CaseResult, server: str) -> None:
-        """The case's evidence on its report (the xdist controller and JUnit XML see it)."""
-        comparisons = {v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison}
-        for name, value in (
-            ("comfytest_outputs", {v.key: v.status for v in result.verdicts}),
-            ("comfytest_comparisons", comparisons),
-            ("comfytest_evidence", {v.key: v.evidence() for v in result.verdicts}),
-            ("comfytest_timings", result.timings),
-            ("comfytest_cached", result.run.cached_nodes),
-            ("comfytest_environment", result.environment_changes),
-        ):
-            self.user_properties.append((name, json.dumps(value)))
-        self.user_properties.append(("comfytest_server", server))
-        self.user_properties.append(("comfytest_prompt_id", result.run.prompt_id))
-        if self.case.description:
-            self.user_properties.append(("comfytest_description", self.case.description))
+    def _record(self, result: CaseResult) -> None:
+        """The case's evidence in its record (the xdist controller and JUnit XML see it)."""
+        record = self.record
+        record.outputs = {v.key: v.status for v in result.verdicts}
+        record.comparisons = {
+            v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison
+        }
+        record.evidence = {v.key: v.evidence() for v in result.verdicts}
+        record.timings = result.timings
+        record.cached_nodes = list(result.run.cached_nodes)
+        record.environment_changes = result.environment_changes
+        record.server = result.server
+        record.prompt_id = result.run.prompt_id
         if self.case.cell:
             timing = execution_seconds(result.timings)
-            sweep = {
+            record.sweep = {
                 "case": f"{self.nodeid.split('::')[0]}::{self.case.case_id}",
                 "results": str(
                     self.config.stash[SETTINGS_KEY].results / self.case_name / self.case.case_id
@@ -230,7 +223,6 @@ class CaseItem(pytest.Item):
                 "image": str(result.cell_image) if result.cell_image else None,
                 "order": self.case_index,
             }
-            self.user_properties.append(("comfytest_sweep", json.dumps(sweep)))
 
     def _accept_hint(self, result: CaseResult) -> list[str]:
         if not any(v.status in ("missing", "failed") and not v.unreadable for v in result.verdicts):

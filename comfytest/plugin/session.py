@@ -20,6 +20,7 @@ from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
     is_infrastructure,
+    record_of,
     worker_count,
 )
 from comfytest.reports.html import evidence_extras, write_html_report
@@ -62,26 +63,36 @@ class Summary:
             self.collection_failed = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
-        folder = str(props.get("comfytest_folder", ""))
-        if folder:
-            self.folders.add(folder)
-        if report.when == "call" and "comfytest_sweep" in props:
-            self.sweeps.append(json.loads(str(props["comfytest_sweep"])))
-        if report.when == "call" and "comfytest_retried_on" in props:
-            self.retried.append((report.nodeid, json.loads(str(props["comfytest_retried_on"]))))
-        if report.when == "call" and "comfytest_compare" in props:
-            self.compared[report.nodeid] = str(props["comfytest_compare"])
-        if report.when == "call" and folder:
+        record = record_of(report)
+        if record is None:
+            return
+        folder = record.folder
+        self.folders.add(folder)
+        if report.when == "call":
+            if record.sweep is not None:
+                self.sweeps.append(record.sweep)
+            if record.retried is not None:
+                self.retried.append((report.nodeid, record.retried))
+            if record.compare is not None:
+                self.compared[report.nodeid] = record.compare
             message = str(report.longrepr)[:2000] if report.failed else ""
             outcome = "error" if is_infrastructure(report) else report.outcome
             if outcome == "error":
                 self.infrastructure += 1
             span = (report.start, report.stop)
             self.cases.append(
-                case_record(report.nodeid, outcome, report.duration, props, message, span)
+                case_record(report.nodeid, outcome, report.duration, record, message, span)
             )
-        elif report.when == "setup" and folder and not report.passed:
+            for key, spread in (record.noise or {}).items():
+                self.noise[f"{report.nodeid} {key}"] = spread
+            if record.outputs is not None:
+                self.judged_folders.add(folder)
+                for key, status in record.outputs.items():
+                    self.counts[status] = self.counts.get(status, 0) + 1
+                    self.used.add((folder, key))
+                for change in record.environment_changes or []:
+                    self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
+        elif report.when == "setup" and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.
             outcome = "skipped" if report.skipped else "error"
             message = (
@@ -89,18 +100,7 @@ class Summary:
                 if report.skipped and isinstance(report.longrepr, tuple)
                 else str(report.longrepr)[:2000]
             )
-            self.cases.append(case_record(report.nodeid, outcome, 0.0, props, message))
-        if report.when == "call" and "comfytest_noise" in props:
-            for key, spread in json.loads(str(props["comfytest_noise"])).items():
-                self.noise[f"{report.nodeid} {key}"] = spread
-        if report.when == "call" and "comfytest_outputs" in props:
-            statuses = json.loads(str(props["comfytest_outputs"]))
-            self.judged_folders.add(folder)
-            for key, status in statuses.items():
-                self.counts[status] = self.counts.get(status, 0) + 1
-                self.used.add((folder, key))
-            for change in json.loads(str(props.get("comfytest_environment") or "[]")):
-                self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
+            self.cases.append(case_record(report.nodeid, outcome, 0.0, record, message))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -248,12 +248,12 @@ class HtmlExtras:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        props = dict(item.user_properties)
-        if report.when != "call" or "comfytest_evidence" not in props:
+        record = record_of(report)
+        if report.when != "call" or record is None or record.evidence is None:
             return report
         table, images = evidence_extras(
-            json.loads(str(props["comfytest_evidence"])),
-            json.loads(str(props.get("comfytest_comparisons") or "{}")),
+            record.evidence,
+            record.comparisons or {},
             item.config.stash[SETTINGS_KEY].results,
         )
         found = [self.extras.html(table)]

@@ -10,45 +10,101 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["case_record", "run_record"]
+__all__ = ["CaseRecord", "case_record", "run_record"]
+
+
+@dataclass
+class CaseRecord:
+    """What one case's run tells the rest of the run: written once by its pytest item, read
+    once by the session (xdist carries it on the test report as a plain dict), and the
+    source of the case's JUnit properties and its ``run.json`` entry."""
+
+    #: Where the case's baselines live, under the baselines folder.
+    folder: str = ""
+    description: str = ""
+    #: Output key -> verdict status (passed, failed, missing, created, updated).
+    outputs: dict[str, str] | None = None
+    comparisons: dict[str, Any] | None = None
+    evidence: dict[str, dict[str, Any]] | None = None
+    timings: dict[str, Any] | None = None
+    cached_nodes: list[str] | None = None
+    environment_changes: list[str] | None = None
+    server: str | None = None
+    prompt_id: str | None = None
+    #: When the case's server was lost and it ran again on another one: lost, on, error.
+    retried: dict[str, str] | None = None
+    #: Its timings against a saved run, in words (``--comfy-compare``).
+    compare: str | None = None
+    #: ``--comfy-noise-floor``: output key -> spread.
+    noise: dict[str, Any] | None = None
+    #: A sweep cell: what the sweep report needs of it.
+    sweep: dict[str, Any] | None = None
+    #: The error class when the case could not be tested (an InfrastructureError).
+    infrastructure: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        """``comfytest_<field>`` for each field that is set; JSON for structured values."""
+        found = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == "":
+                continue
+            name = JUNIT_NAMES.get(f.name, f.name)
+            found.append(
+                (f"comfytest_{name}", value if isinstance(value, str) else json.dumps(value))
+            )
+        return found
+
+
+#: JUnit property names that differ from the field's (kept as documented).
+JUNIT_NAMES = {
+    "cached_nodes": "cached",
+    "environment_changes": "environment",
+    "retried": "retried_on",
+}
 
 
 def case_record(
     nodeid: str,
     outcome: str,
     duration: float,
-    props: Mapping[str, object],
+    record: CaseRecord,
     message: str = "",
     span: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """One case as run: outcome, per-output verdicts and numbers, timings, server.
+    """One case as run, for ``run.json``: outcome, per-output verdicts and numbers, timings,
+    server.
 
     ``span`` is when its test ran, as Unix times (``start``, ``stop``)."""
-
-    def loaded(name: str) -> Any:
-        return json.loads(str(props[name])) if name in props else None
-
     return {
         "id": nodeid,
         "outcome": outcome,
         "duration_s": round(duration, 4),
         "start": round(span[0], 4) if span else None,
         "stop": round(span[1], 4) if span else None,
-        "server": props.get("comfytest_server"),
-        "prompt_id": props.get("comfytest_prompt_id"),
-        "outputs": loaded("comfytest_outputs"),
-        "comparisons": loaded("comfytest_comparisons"),
-        "timings": loaded("comfytest_timings"),
-        "cached_nodes": loaded("comfytest_cached"),
-        "environment_changes": loaded("comfytest_environment"),
-        "evidence": loaded("comfytest_evidence"),
-        "description": props.get("comfytest_description", ""),
+        "server": record.server,
+        "prompt_id": record.prompt_id,
+        "outputs": record.outputs,
+        "comparisons": record.comparisons,
+        "timings": record.timings,
+        "cached_nodes": record.cached_nodes,
+        "environment_changes": record.environment_changes,
+        "evidence": record.evidence,
+        "description": record.description,
         # Set when the case's server was lost and it ran again on another one.
-        "retried": loaded("comfytest_retried_on"),
+        "retried": record.retried,
         "message": message,
     }
 

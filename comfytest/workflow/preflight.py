@@ -8,19 +8,14 @@
     missing_input    a required input that is neither set nor linked
     out_of_range     a number below min or above max, or not a number at all
     bad_link         a link to a node or output that does not exist, or of the wrong type
-
-``seed_inputs(prompt, object_info)`` lists the INT inputs the frontend would randomise
-(``control_after_generate``), so a case can pin them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from comfytest.errors import ComfytestError
+from comfytest.errors import PreflightFailed, Problem
 from comfytest.workflow.prompt import (
-    SEED_INPUTS,
     Prompt,
     did_you_mean,
     is_link,
@@ -28,37 +23,10 @@ from comfytest.workflow.prompt import (
     node_sort_key,
 )
 
-__all__ = ["PreflightFailed", "Problem", "check", "loader_nodes", "output_nodes", "seed_inputs"]
+__all__ = ["PreflightFailed", "Problem", "check", "loader_nodes", "output_nodes"]
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "remote")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one node, in words a ComfyUI user acts on."""
-
-    node_id: str
-    class_type: str
-    title: str
-    kind: str
-    message: str
-
-    def describe(self) -> str:
-        title = f" {self.title!r}" if self.title != self.class_type else ""
-        return f"node {self.node_id} ({self.class_type}{title}): {self.message}"
-
-
-class PreflightFailed(ComfytestError):
-    """The workflow cannot run on this server; nothing was queued."""
-
-    def __init__(self, problems: list[Problem], url: str = "") -> None:
-        self.problems = problems
-        where = f" on {url}" if url else ""
-        kinds = sorted({p.kind.replace("_", " ") for p in problems})
-        lines = [f"preflight: the workflow cannot run{where} ({', '.join(kinds)})"]
-        lines += [f"  {problem.describe()}" for problem in problems]
-        super().__init__("\n".join(lines))
 
 
 def check(prompt: Prompt, object_info: dict[str, Any]) -> list[Problem]:
@@ -100,23 +68,6 @@ def check(prompt: Prompt, object_info: dict[str, Any]) -> list[Problem]:
             for kind, message in _value_problems(name, value, input_type, options):
                 problem(kind, message)
     return problems
-
-
-def seed_inputs(prompt: Prompt, object_info: dict[str, Any]) -> list[tuple[str, str]]:
-    """(node, input) of every literal seed-like INT input, by name or control_after_generate."""
-    found = []
-    for node_id in sorted(prompt, key=node_sort_key):
-        spec = object_info.get(prompt[node_id].get("class_type", ""))
-        if not spec:
-            continue
-        for name, (_, input_type, options) in _declared(spec).items():
-            value = prompt[node_id].get("inputs", {}).get(name)
-            if value is None or is_link(value) or input_type != "INT":
-                continue
-            flag = options.get("control_after_generate")
-            if flag or (flag is None and name in SEED_INPUTS):
-                found.append((node_id, name))
-    return found
 
 
 def output_nodes(prompt: Prompt, object_info: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from comfytest.errors import ComfytestError, WorkflowError
+from comfytest.errors import OverrideError, WorkflowError
 from comfytest.workflow.convert import is_ui_workflow
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "node_sort_key",
     "prompt_digest",
     "resolve_axis",
-    "seed_targets",
+    "seed_inputs",
     "set_input",
 ]
 
@@ -47,10 +47,6 @@ INPUT_ALIASES = {
 }
 #: Aliases that follow the sampler's conditioning links, or set two inputs at once.
 SPECIAL_AXES = ("prompt", "negative", "size")
-
-
-class OverrideError(ComfytestError):
-    """An override names a node or an input the workflow does not have."""
 
 
 def load_workflow(path: Path) -> Prompt:
@@ -222,14 +218,41 @@ def _size(value: Any) -> tuple[int, int]:
     raise OverrideError(f"size: expected 'WIDTHxHEIGHT' or [width, height], got {value!r}")
 
 
-def seed_targets(prompt: Prompt) -> list[tuple[str, str]]:
-    """(node id, input name) of every literal seed input, in node order."""
-    return [
-        (node_id, name)
-        for node_id in sorted(prompt, key=node_sort_key)
-        for name, value in prompt[node_id].get("inputs", {}).items()
-        if name in SEED_INPUTS and not is_link(value)
-    ]
+def seed_inputs(prompt: Prompt, object_info: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(node id, input name) of every literal input the UI would randomise, in node order.
+
+    With the server's ``object_info``: the INT inputs flagged ``control_after_generate``
+    (and ``seed``/``noise_seed`` where the flag is not given). Without it, or for a class it
+    does not list: the inputs named ``seed`` or ``noise_seed``. The one seed finder, used at
+    collection (no server) and again at run time."""
+    found = []
+    for node_id in sorted(prompt, key=node_sort_key):
+        inputs = prompt[node_id].get("inputs", {})
+        spec = (object_info or {}).get(prompt[node_id].get("class_type", ""))
+        declared = _declared_inputs(spec) if spec else None
+        for name, value in inputs.items():
+            if is_link(value):
+                continue
+            if declared is None:
+                seeded = name in SEED_INPUTS
+            else:
+                input_type, options = declared.get(name, (None, {}))
+                flag = options.get("control_after_generate")
+                seeded = input_type == "INT" and (flag or (flag is None and name in SEED_INPUTS))
+            if seeded:
+                found.append((node_id, name))
+    return found
+
+
+def _declared_inputs(spec: dict[str, Any]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """name -> (type, options) of a class's required and optional inputs (/object_info)."""
+    declared: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for section in ("required", "optional"):
+        for name, entry in (spec.get("input", {}).get(section) or {}).items():
+            if isinstance(entry, list) and entry:
+                options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+                declared[name] = (entry[0], options)
+    return declared
 
 
 def prompt_digest(prompt: Prompt) -> str:

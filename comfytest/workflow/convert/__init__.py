@@ -45,7 +45,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfytest.workflow.convert.converter import VIRTUAL_NODE_TYPES, ConversionError, Converter
+from comfytest.errors import ConversionError
+from comfytest.workflow.convert.converter import VIRTUAL_NODE_TYPES, Converter
 from comfytest.workflow.convert.widgets import dynamic_prompt as dynamic_prompt
 
 __all__ = ["VIRTUAL_NODE_TYPES", "ConversionError", "is_ui_workflow", "ui_to_api"]

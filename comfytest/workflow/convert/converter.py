@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from comfytest.errors import ComfytestError, NodeProblem
+from comfytest.errors import ConversionError
 from comfytest.workflow.convert.graph import (
     BYPASSED,
     MUTED,
@@ -30,21 +30,6 @@ from comfytest.workflow.convert.widgets import (
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_NODE_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
-
-
-class ConversionError(ComfytestError):
-    """A UI workflow cannot be converted; names the node (id, type, title) and the problem."""
-
-    def __init__(
-        self, message: str, node_id: str = "", class_type: str = "", title: str = ""
-    ) -> None:
-        self.message = message
-        self.node_id = node_id
-        self.class_type = class_type
-        self.title = title
-        if node_id:
-            message = NodeProblem(node_id, class_type, title, message).describe()
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

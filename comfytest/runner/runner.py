@@ -1,8 +1,8 @@
 """Runs cases: a case's prompt built, queued (the next one ahead of time), followed to its
 end, its outputs judged against the baselines and its manifest kept up to date.
 
-Plain library: no pytest here. The plugin builds one Runner per process (per xdist worker)
-and closes it at the end; its servers (comfytest.comfy.servers) are reached lazily.
+Every case runs on a server named by its index in the pool (``server=``; the pool's home
+server when not given): nothing about which server is current is kept between calls.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import statistics
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,82 +19,24 @@ from PIL import Image
 
 from comfytest.atomic import atomic_write
 from comfytest.cases.loader import Case
-from comfytest.comfy.client import (
-    DEFAULT_TIMEOUT,
-    ComfyClient,
-    ProgressCallback,
-    PromptRun,
-)
+from comfytest.comfy.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallback
 from comfytest.comfy.environment import differences, server_fingerprint
 from comfytest.comfy.pool import ServerSpec
 from comfytest.comfy.servers import Servers
 from comfytest.errors import ComfytestError, ServerError
-from comfytest.judging.baselines import BaselineStore, Verdict
+from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.images import read_frames
 from comfytest.judging.manifest import PENDING_MANIFEST, read_manifest, write_manifest
 from comfytest.judging.noise import OutputNoise, summarize
-from comfytest.workflow.convert import ui_to_api
-from comfytest.workflow.preflight import (
-    PreflightFailed,
-    Problem,
-    check,
-    loader_nodes,
-    output_nodes,
-    seed_inputs,
-)
-from comfytest.workflow.prompt import copy_prompt, node_label, prompt_digest
+from comfytest.runner.manifests import case_manifest
+from comfytest.runner.prompt import Fresh, Prepared, prepare
+from comfytest.runner.result import CaseResult, spread
+from comfytest.workflow.preflight import loader_nodes, output_nodes
+from comfytest.workflow.prompt import node_label
 
-__all__ = ["CaseResult", "Runner"]
+__all__ = ["Runner"]
 
-#: The undeclared input that makes output nodes miss ComfyUI's cache (see ``prepare``).
-NONCE_INPUT = "comfytest_nonce"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-@dataclass
-class CaseResult:
-    """Verdicts for every output of a case, plus where the time went."""
-
-    case: Case
-    case_name: str
-    run: PromptRun
-    verdicts: list[Verdict] = field(default_factory=list)
-    timings: dict[str, Any] = field(default_factory=dict)
-    #: A sweep cell's first image output, kept for the sweep report.
-    cell_image: Path | None = None
-    #: How this server differs from the one the baselines were made on.
-    environment_changes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.verdicts) and all(v.ok for v in self.verdicts)
-
-    def failure_lines(self) -> list[str]:
-        if not self.verdicts:
-            return [f"{self.case.name}: the prompt produced no image or text outputs to judge"]
-        lines: list[str] = []
-        for verdict in self.verdicts:
-            if verdict.ok:
-                continue
-            if verdict.unreadable:
-                lines.append(f"{self.case.name}: output {verdict.label} could not be judged")
-            elif verdict.status == "missing":
-                lines.append(f"{self.case.name}: output {verdict.label} has no baseline")
-            else:
-                lines.append(f"{self.case.name}: output {verdict.label} differs from its baseline")
-            if verdict.problem:
-                lines.append(f"  {verdict.problem}")
-            if verdict.comparison is not None:
-                lines.append(f"  {verdict.comparison.describe()}")
-            lines.append(f"  baseline {verdict.baseline}")
-            if verdict.actual is not None:
-                lines.append(f"  actual   {verdict.actual}")
-            if verdict.diff is not None:
-                lines.append(f"  diff     {verdict.diff}")
-        if self.environment_changes and not self.passed:
-            lines.append("  the environment differs from the one the baselines were made in:")
-            lines += [f"    {change}" for change in self.environment_changes]
-        return lines
 
 
 class Runner:
@@ -117,77 +56,29 @@ class Runner:
         self.timeout = timeout
         self.servers = servers or Servers([ServerSpec(url.rstrip("/"))] if url else [])
         self._wrote_environment = False
-        #: The next case, the client it was queued on, its prompt and id (see ``run_case``).
-        self._ahead: tuple[Case, ComfyClient, dict[str, Any], str] | None = None
+        #: The next case, the server (index, client) it was queued on, its prompt and id
+        #: (see ``run_case``).
+        self._ahead: tuple[Case, int, ComfyClient, Prepared, str] | None = None
         self._download_dir: Path | None = None
 
-    def client(self) -> ComfyClient:
-        """The current server's client (see ``Servers.client``)."""
-        return self.servers.client()
-
-    def object_info(self) -> dict[str, Any]:
-        """The current server's node definitions, fetched once per run."""
-        return self.servers.object_info()
-
-    def prepare(self, case: Case, *, fresh: str = "outputs") -> dict[str, Any]:
-        """The prompt to queue: seeds pinned, files uploaded, and preflight passed.
-
-        A nonce makes nodes miss ComfyUI's cache: ``fresh="outputs"`` on output nodes (their
-        files are always written afresh), ``"compute"`` on every node but loaders (each repeat
-        samples again with the models still loaded), ``"all"`` on every node."""
-        client = self.client()
-        info = self.object_info()
-        prompt: dict[str, Any] = copy_prompt(case.prompt)
-        uploads, overrides = case.uploads, case.overrides
-        if case.ui_workflow is not None and case.recipe is not None:
-            converted = ui_to_api(copy_prompt(case.ui_workflow), info)
-            prompt, uploads, overrides = case.recipe.apply(converted)
-        problems: list[Problem] = []
-        for node_id, name in seed_inputs(prompt, info):
-            if name in overrides.get(node_id, {}):
-                continue
-            if case.seed is None:
-                class_type, title = node_label(prompt, node_id)
-                problems.append(
-                    Problem(
-                        node_id,
-                        class_type,
-                        title,
-                        "unpinned_seed",
-                        f"input {name!r} is randomised by the UI (control_after_generate) and "
-                        "this case leaves it unpinned: add 'seed: <integer>' or set it",
-                    )
-                )
-            else:
-                prompt[node_id]["inputs"][name] = case.seed
-        for upload in uploads:
-            prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
-        problems += check(prompt, info)
-        if problems:
-            raise PreflightFailed(problems, client.url)
-        nonce = uuid.uuid4().hex
-        targets = {
-            "outputs": output_nodes(prompt, info),
-            "compute": sorted(set(prompt) - set(loader_nodes(prompt, info))),
-            "all": list(prompt),
-        }[fresh]
-        for node_id in targets:
-            # An input the node does not declare: ignored by the node, but part of its cache
-            # key, so the node runs again.
-            prompt[node_id]["inputs"][NONCE_INPUT] = nonce
-        return prompt
+    def prepare(self, case: Case, server: int | None = None, fresh: Fresh = "outputs") -> Prepared:
+        """``case``'s prompt for server ``server`` (see comfytest.runner.prompt)."""
+        index = self.servers.home if server is None else server
+        return prepare(case, self.servers.client(index), self.servers.object_info(index), fresh)
 
     def run_case(
         self,
         case: Case,
         case_name: str,
         *,
+        server: int | None = None,
         repeat: int = 1,
         warmup: int = 0,
         on_progress: ProgressCallback | None = None,
         then: Case | None = None,
     ) -> CaseResult:
-        """Run one case and judge each output against its baseline.
+        """Run one case on server ``server`` (the home server when None) and judge each
+        output against its baseline.
 
         With ``warmup`` and ``repeat``, the prompt first runs ``warmup`` times untimed, then
         ``repeat`` times timed, sampling afresh each time (only loaders may be cached); the
@@ -195,30 +86,31 @@ class Runner:
 
         ``then`` is the case that runs next: its prompt is queued behind this one's, so the
         server starts it while this case's outputs download and are judged."""
+        index = self.servers.home if server is None else server
         started = time.perf_counter()
-        client = self.client()
-        info = self.object_info()
-        fresh = "compute" if repeat > 1 or warmup else "outputs"
+        client = self.servers.client(index)
+        info = self.servers.object_info(index)
+        fresh: Fresh = "compute" if repeat > 1 or warmup else "outputs"
         executions: list[float] = []
-        ahead = self._take_ahead(case)
+        ahead = self._take_ahead(case, index)
         if ahead is not None and fresh != "outputs":
             client.cancel(ahead[1])  # queued for one plain run; repeats sample afresh
             ahead = None
         for attempt in range(warmup + repeat):
             if ahead is not None:
-                prompt, prompt_id = ahead
+                prepared, prompt_id = ahead
                 ahead = None
             else:
-                prompt = self.prepare(case, fresh=fresh)
-                prompt_id = client.submit(prompt)
+                prepared = self.prepare(case, index, fresh)
+                prompt_id = client.submit(prepared.prompt)
+            prompt = prepared.prompt
             if then is not None and attempt == warmup + repeat - 1:
                 self._queue_ahead(then)
             queued = time.perf_counter()
-            progress = _named(on_progress, prompt)
             run = client.run(
                 prompt,
                 timeout=case.timeout or self.timeout,
-                on_progress=progress,
+                on_progress=_named(on_progress, prompt),
                 queued=prompt_id,
             )
             ran = time.perf_counter()
@@ -234,11 +126,11 @@ class Runner:
                 )
             if attempt >= warmup and run.execution_s is not None:
                 executions.append(run.execution_s)
-        result = CaseResult(case, case_name, run)
+        result = CaseResult(case, case_name, run, server=client.url)
         folder = f"{case_name}/{case.folder}"
         with self.store.writing(folder):  # one update run at a time per case folder
-            download_s, compare_s = self._judge_outputs(case, folder, prompt, result)
-            self._write_manifest(case, folder, prompt, result)
+            download_s, compare_s = self._judge_outputs(case, folder, prompt, result, client)
+            self._write_manifest(case, folder, prepared, result, index)
         seconds = {
             "prepare_s": queued - started,
             "prompt_s": ran - queued,
@@ -259,10 +151,15 @@ class Runner:
         return result
 
     def _judge_outputs(
-        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+        self,
+        case: Case,
+        folder: str,
+        prompt: dict[str, Any],
+        result: CaseResult,
+        client: ComfyClient,
     ) -> tuple[float, float]:
         """Download and judge every image and text output; (download, compare) seconds."""
-        client, run = self.client(), result.run
+        run = result.run
         download_s = compare_s = 0.0
         downloads = self._downloads()
         for output in run.outputs:
@@ -303,35 +200,39 @@ class Runner:
         return download_s, compare_s
 
     def _write_manifest(
-        self, case: Case, folder: str, prompt: dict[str, Any], result: CaseResult
+        self, case: Case, folder: str, prepared: Prepared, result: CaseResult, server: int
     ) -> None:
         """Refresh the manifest when baselines were written, else note environment changes."""
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
         )
+        project = self.store.root.parent
         if wrote or refresh:
-            write_manifest(self.store.root, folder, self._manifest(case, prompt))
+            manifest = case_manifest(case, prepared, project, self.environment(server))
+            write_manifest(self.store.root, folder, manifest)
         else:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
-                result.environment_changes = differences(recorded, self.environment())
+                result.environment_changes = differences(recorded, self.environment(server))
         pending = self.store.results / folder / PENDING_MANIFEST
         if any(v.actual is not None for v in result.verdicts):
             # What the manifest would say if these outputs became the baselines
             # (``comfytest accept`` writes it beside them).
-            body = json.dumps(self._manifest(case, prompt), indent=2, sort_keys=True) + "\n"
+            manifest = case_manifest(case, prepared, project, self.environment(server))
+            body = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
             atomic_write(pending, body.encode())
         else:
             pending.unlink(missing_ok=True)
 
-    def noise_floor(self, case: Case, runs: int) -> list[OutputNoise]:
+    def noise_floor(self, case: Case, runs: int, server: int | None = None) -> list[OutputNoise]:
         """Run ``case`` ``runs`` times with ComfyUI's cache defeated; the spread per output."""
-        client = self.client()
+        index = self.servers.home if server is None else server
+        client = self.servers.client(index)
         self._drop_ahead()
         images: dict[str, list[Image.Image]] = {}
         for _ in range(runs):
-            prompt = self.prepare(case, fresh="all")
+            prompt = self.prepare(case, index, "all").prompt
             run = client.run(prompt, timeout=case.timeout or self.timeout)
             if run.cached_nodes:
                 raise ServerError(
@@ -346,12 +247,15 @@ class Runner:
                     images.setdefault(output.key, []).append(frames[0])
         return [summarize(key, found) for key, found in images.items()]
 
-    def environment(self) -> dict[str, Any]:
-        """The current server's fingerprint, taken once per run; the first one taken is
-        saved in the results folder."""
-        entry = self.servers.current
+    def environment(self, server: int | None = None) -> dict[str, Any]:
+        """Server ``server``'s fingerprint, taken once per run; the first one taken is saved
+        in the results folder."""
+        index = self.servers.home if server is None else server
+        entry = self.servers[index]
         if entry.environment is None:
-            entry.environment = server_fingerprint(self.client(), entry.runtime, self.object_info())
+            entry.environment = server_fingerprint(
+                self.servers.client(index), entry.runtime, self.servers.object_info(index)
+            )
         if not self._wrote_environment:
             self._wrote_environment = True
             atomic_write(
@@ -359,31 +263,6 @@ class Runner:
                 (json.dumps(entry.environment, indent=2, sort_keys=True) + "\n").encode(),
             )
         return entry.environment
-
-    def _manifest(self, case: Case, prompt: dict[str, Any]) -> dict[str, Any]:
-        """What a reviewer needs beside a changed baseline: the case, inputs, environment."""
-        plain = {
-            node_id: {
-                **node,
-                "inputs": {k: v for k, v in node["inputs"].items() if k != NONCE_INPUT},
-            }
-            for node_id, node in prompt.items()
-        }
-        project = self.store.root.parent
-        inputs = {node: dict(values) for node, values in case.overrides.items()}
-        for upload in case.uploads:  # a file in the project is named as in a clone of it
-            inputs.setdefault(upload.node_id, {})[upload.input_name] = _relative(
-                upload.path, project
-            )
-        return {
-            "case": f"{_relative(case.path, project)}::{case.name}",
-            "workflow": _relative(case.workflow_path, project),
-            "prompt_digest": prompt_digest(plain),
-            "seed": case.seed,
-            "sweep": dict(case.values),
-            "inputs": inputs,
-            "environment": self.environment(),
-        }
 
     def _downloads(self) -> Path:
         """A private folder for outputs too big to judge from memory, made once per run."""
@@ -399,26 +278,26 @@ class Runner:
         if index is None:
             return  # it will be skipped
         try:
-            with self.servers.using(index):
-                prompt = self.prepare(case)
-                client = self.client()
-                self._ahead = (case, client, prompt, client.submit(prompt))
+            prepared = self.prepare(case, index)
+            client = self.servers.client(index)
+            prompt_id = client.submit(prepared.prompt)
         except ComfytestError:
-            pass  # the case meets the same error when it runs, and reports it
+            return  # the case meets the same error when it runs, and reports it
+        self._ahead = (case, index, client, prepared, prompt_id)
 
-    def _take_ahead(self, case: Case) -> tuple[dict[str, Any], str] | None:
-        """The prompt queued ahead for ``case`` on the current server, and its id; one
-        queued for another case (then skipped or deselected, say) or elsewhere is cancelled."""
-        if self._ahead is not None and self._ahead[0] is case and self._ahead[1] is self.client():
-            _, _, prompt, prompt_id = self._ahead
+    def _take_ahead(self, case: Case, server: int) -> tuple[Prepared, str] | None:
+        """The prompt queued ahead for ``case`` on ``server``, and its id; one queued for
+        another case (then skipped or deselected, say) or elsewhere is cancelled."""
+        if self._ahead is not None and self._ahead[0] is case and self._ahead[1] == server:
+            _, _, _, prepared, prompt_id = self._ahead
             self._ahead = None
-            return prompt, prompt_id
+            return prepared, prompt_id
         self._drop_ahead()
         return None
 
     def _drop_ahead(self) -> None:
         if self._ahead is not None:
-            _, client, _, prompt_id = self._ahead
+            _, _, client, _, prompt_id = self._ahead
             self._ahead = None
             client.cancel(prompt_id)
 
@@ -429,10 +308,6 @@ class Runner:
             shutil.rmtree(self._download_dir, ignore_errors=True)
             self._download_dir = None
         self.servers.close()
-
-
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
@@ -450,18 +325,3 @@ def _named(callback: ProgressCallback | None, prompt: dict[str, Any]) -> Progres
         callback(f"{node} ({class_type})" if class_type else node, value, maximum)
 
     return named
-
-
-def spread(values: list[float]) -> dict[str, Any]:
-    """n, median, min, max and interquartile range of repeated timings (seconds)."""
-    if not values:
-        return {"n": 0}
-    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return {
-        "n": len(values),
-        "median_s": round(statistics.median(values), 4),
-        "min_s": round(min(values), 4),
-        "max_s": round(max(values), 4),
-        "iqr_s": round(quartiles[2] - quartiles[0], 4),
-        "runs_s": [round(v, 4) for v in values],
-    }

