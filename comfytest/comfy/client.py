@@ -27,6 +27,7 @@ from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from comfytest.comfy.history import OutputFile, PromptRun, TextOutput, read_history, rejection
+from comfytest.defaults import DEFAULT_TIMEOUT
 from comfytest.errors import (
     CaseTimeout,
     ExecutionFailed,
@@ -44,8 +45,6 @@ __all__ = [
     "header_from_env",
 ]
 
-#: Seconds a single prompt may take before it is interrupted.
-DEFAULT_TIMEOUT = 300.0
 #: Seconds for one HTTP request or WebSocket handshake.
 REQUEST_TIMEOUT = 30.0
 #: ``on_progress(node_id, value, max)``: one ``progress`` message of the running prompt.

@@ -18,10 +18,10 @@ from comfytest.errors import (
     ServerLost,
     TooSlow,
 )
-from comfytest.plugin.settings import Settings
+from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
 from comfytest.reports.progress import LiveProgress
 from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
-from comfytest.runner import CaseResult, Runner
+from comfytest.runner import CaseResult
 
 __all__ = [
     "INFRASTRUCTURE",
@@ -33,8 +33,6 @@ __all__ = [
     "is_infrastructure",
 ]
 
-RUNNER_KEY = pytest.StashKey[Runner]()
-SETTINGS_KEY = pytest.StashKey[Settings]()
 #: The user property that marks a case that could not be tested (an InfrastructureError).
 INFRASTRUCTURE = "comfytest_infrastructure"
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from comfytest.comfy.client import DEFAULT_TIMEOUT
+# Light modules only: every pytest run in the environment imports this one.
 from comfytest.comfy.pool import ServerSpec, ServerSpecError, parse_spec, parse_tag
-from comfytest.judging.baselines import KEEP_MODES, UPDATE_MODES
+from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES
 
-__all__ = ["Settings", "add_options"]
+if TYPE_CHECKING:
+    from comfytest.runner import Runner
+
+__all__ = ["RUNNER_KEY", "SETTINGS_KEY", "Settings", "add_options"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,11 @@ class Settings:
             server_count=server_count,
             server_tags=server_tags,
         )
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The run's Runner, only when a server is configured (--comfy-url or --comfy-launch).
+RUNNER_KEY: pytest.StashKey[Runner] = pytest.StashKey()
 
 
 def add_options(parser: pytest.Parser) -> None:
