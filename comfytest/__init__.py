@@ -6,8 +6,6 @@ The public names load on first use (PEP 562): pytest imports this package in eve
 an environment where comfytest is installed, and most of those runs collect no case.
 """
 
-from __future__ import annotations
-
 import importlib
 import typing
 
