@@ -23,8 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
-def run(root: Path, env: dict[str, str], *args: str) -> float:
+
+def run(root: Path, env: dict[str, str], *args: str) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one pytest process."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -33,7 +40,34 @@ def run(root: Path, env: dict[str, str], *args: str) -> float:
         capture_output=True,
         check=True,
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu
+
+
+def _children_cpu() -> float:
+    if resource is None:  # Windows: no CPU times of child processes
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plugin_import_ms(root: Path, env: dict[str, str]) -> float:
+    """The self times ``-X importtime`` gives comfytest's modules in a pytest run, summed
+    (the modules pytest's assertion rewriter loads itself, the plugin's two package
+    ``__init__`` files, are not timed by it)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = 0
+    for line in result.stderr.splitlines():
+        fields = [field.strip() for field in line.removeprefix("import time:").split("|")]
+        if len(fields) == 3 and fields[2].split(".")[0] == "comfytest":
+            total += int(fields[0])
+    return total / 1000
 
 
 def main() -> None:
@@ -54,16 +88,28 @@ def main() -> None:
             env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         run(root, env)  # warm the file cache and the bytecode of both arms
         run(root, env, "-p", "no:comfytest")
-        with_plugin, without = [], []
+        with_plugin, without, imports = [], [], []
         for _ in range(args.repeat):
             with_plugin.append(run(root, env))
             without.append(run(root, env, "-p", "no:comfytest"))
-    on, off = statistics.median(with_plugin), statistics.median(without)
+            imports.append(plugin_import_ms(root, env))
     cache = "compiled in every run" if args.no_bytecode else "bytecode cached"
     print(f"one-test pytest run, median of {args.repeat} interleaved fresh processes ({cache}):")
-    print(f"  with comfytest       {on * 1000:7.0f} ms")
-    print(f"  -p no:comfytest      {off * 1000:7.0f} ms")
-    print(f"  added by the plugin  {(on - off) * 1000:7.0f} ms  (ratio {on / off:.3f})")
+    print("                                  wall      CPU")
+    on = [statistics.median(t[i] for t in with_plugin) for i in (0, 1)]
+    off = [statistics.median(t[i] for t in without) for i in (0, 1)]
+    print(f"  with comfytest               {on[0] * 1000:5.0f} ms  {on[1] * 1000:5.0f} ms")
+    print(f"  -p no:comfytest              {off[0] * 1000:5.0f} ms  {off[1] * 1000:5.0f} ms")
+    added = [(on[i] - off[i]) * 1000 for i in (0, 1)]
+    print(f"  added by the plugin          {added[0]:5.0f} ms  {added[1]:5.0f} ms", end="")
+    print(f"  (ratio {on[0] / off[0]:.3f} wall, {on[1] / off[1]:.3f} CPU)")
+    paired = [
+        statistics.median(a[i] - b[i] for a, b in zip(with_plugin, without, strict=True)) * 1000
+        for i in (0, 1)
+    ]
+    print(f"  median of paired differences {paired[0]:5.0f} ms  {paired[1]:5.0f} ms")
+    imported = statistics.median(imports)
+    print(f"  comfytest's modules, self times summed (-X importtime): {imported:.1f} ms")
 
 
 if __name__ == "__main__":
