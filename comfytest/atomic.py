@@ -37,8 +37,9 @@ def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
         prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent
     )
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, _file_mode(path))
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        # (os.chmod by name: os.fchmod is POSIX-only before Python 3.13).
+        os.chmod(tmp, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, bytes):
                 handle.write(data)

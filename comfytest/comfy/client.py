@@ -22,6 +22,7 @@ from comfytest.comfy.events import ProgressCallback, PromptEvents, failure
 from comfytest.comfy.history import OutputFile, PromptRun, TextOutput, read_history, rejection
 from comfytest.comfy.http import Http, json_object
 from comfytest.comfy.socket import EventSocket, _Dropped
+from comfytest.defaults import DEFAULT_TIMEOUT
 from comfytest.errors import (
     CaseTimeout,
     ServerError,
@@ -39,8 +40,6 @@ __all__ = [
     "header_from_env",
 ]
 
-#: Seconds a single prompt may take before it is interrupted.
-DEFAULT_TIMEOUT = 300.0
 #: Seconds for one HTTP request or WebSocket handshake.
 REQUEST_TIMEOUT = 30.0
 #: Outputs up to this size are judged from memory; bigger ones are streamed to a file.

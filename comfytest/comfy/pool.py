@@ -19,9 +19,12 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comfytest.errors import RuntimeSetupError, ServerSpecError
-from comfytest.runtime import ManagedServer, Runtime, start_server
+
+if TYPE_CHECKING:  # the managed runtime loads when servers start, not with the options
+    from comfytest.runtime import ManagedServer, Runtime
 
 __all__ = [
     "ServerSpec",
@@ -133,6 +136,8 @@ def start_servers(
 ) -> list[ManagedServer]:
     """Start one managed server per run folder, in parallel; all or none (a failure stops
     the ones that started and raises the first error)."""
+    from comfytest.runtime import start_server
+
     started: list[ManagedServer | None] = [None] * len(run_dirs)
     errors: list[RuntimeSetupError] = []
 

@@ -30,6 +30,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.atomic import atomic_write
+from comfytest.defaults import KEEP_MODES, UPDATE_MODES
 from comfytest.judging.compare import Comparison, Tolerance, compare_frames
 from comfytest.judging.images import Frames, Unreadable, difference_image, write_png
 from comfytest.judging.manifest import MANIFEST, stored_phashes
@@ -47,10 +48,6 @@ __all__ = [
     "delete_baselines",
     "unused_baselines",
 ]
-
-UPDATE_MODES = ("none", "missing", "changed", "all")
-#: Which outputs keep their evidence (actual, baseline copy, diff) under the results folder.
-KEEP_MODES = ("failed", "all")
 
 
 @dataclass(frozen=True)

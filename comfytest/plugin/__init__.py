@@ -1,31 +1,26 @@
-"""pytest hooks only: options, configure, collect, summary. The work lives in the library."""
+"""pytest hooks only: options, configure, collect, summary. The work lives in the library.
+
+Every pytest run in an environment with comfytest installed imports this module, so it
+imports light modules only; the case machinery (YAML, numpy, PIL, httpx, jinja2) loads when
+a case file is collected or a ComfyUI server is configured.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from comfytest.cases.loader import DEFAULTS_FILE
 from comfytest.comfy.pool import ServerSpec, home_index
-from comfytest.comfy.servers import Servers
 from comfytest.errors import RuntimeSetupError, ServerError
-from comfytest.judging.baselines import BaselineStore
-from comfytest.plugin.nodes import (
-    RECORD_ATTRIBUTE,
-    RUNNER_KEY,
-    SETTINGS_KEY,
-    CaseFile,
-    CaseItem,
-    is_infrastructure,
-)
 from comfytest.plugin.options import add_options
-from comfytest.plugin.session import HtmlExtras, Summary
-from comfytest.plugin.settings import Settings
-from comfytest.plugin.xdist import SharedServers
-from comfytest.runner import Runner
-from comfytest.runtime import find_runtime
+from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY, Settings
+
+if TYPE_CHECKING:
+    from comfytest.plugin.nodes import CaseFile, CaseItem
 
 CASE_SUFFIXES = (".yaml", ".yml")
 
@@ -37,40 +32,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
+    if not settings.configured:
+        return  # no case can run: collecting one is a usage error (collection_modifyitems)
     if settings.launch and not getattr(config, "workerinput", {}).get("comfytest_servers"):
+        from comfytest.runtime import find_runtime
+
         try:
             find_runtime(settings.home, settings.runtime)  # installed? (a file read)
         except RuntimeSetupError as exc:
             raise pytest.UsageError(f"--comfy-launch: {exc}") from None
+    from comfytest.comfy.servers import Servers
+    from comfytest.judging.baselines import BaselineStore
+    from comfytest.plugin.session import HtmlExtras, Summary
+    from comfytest.plugin.xdist import SharedServers
+    from comfytest.runner import Runner
+
     config.pluginmanager.register(Summary(config), "comfytest-summary")
     html = config.pluginmanager.get_plugin("html")
     if html is not None and getattr(config.option, "htmlpath", None):
         config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
-    if settings.configured:
-        store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
-        workerinput = getattr(config, "workerinput", {})
-        # Managed servers the xdist controller started for the workers (--comfy-servers).
-        shared = [
-            ServerSpec(url, dict(settings.server_tags))
-            for url in workerinput.get("comfytest_servers", ())
-        ]
-        servers = shared or list(settings.servers)
-        pool = Servers(
-            servers,
-            home_server=home_index(workerinput.get("workerid"), len(servers)),
-            server_tags=dict(settings.server_tags),
-            managed_elsewhere=bool(shared),
-            home=settings.home,
-            runtime_name=settings.runtime,
-            run_root=config.rootpath / ".comfytest" / "servers",
-            server_args=settings.server_args,
-            auth_env=settings.auth_env,
-            ca_bundle=settings.ca_bundle,
-        )
-        config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
-        controller = not workerinput and config.pluginmanager.hasplugin("xdist")
-        if controller and settings.launch and settings.server_count > 1:
-            config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
+    store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
+    workerinput = getattr(config, "workerinput", {})
+    # Managed servers the xdist controller started for the workers (--comfy-servers).
+    shared = [
+        ServerSpec(url, dict(settings.server_tags))
+        for url in workerinput.get("comfytest_servers", ())
+    ]
+    servers = shared or list(settings.servers)
+    pool = Servers(
+        servers,
+        home_server=home_index(workerinput.get("workerid"), len(servers)),
+        server_tags=dict(settings.server_tags),
+        managed_elsewhere=bool(shared),
+        home=settings.home,
+        runtime_name=settings.runtime,
+        run_root=config.rootpath / ".comfytest" / "servers",
+        server_args=settings.server_args,
+        auth_env=settings.auth_env,
+        ca_bundle=settings.ca_bundle,
+    )
+    config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
+    controller = not workerinput and config.pluginmanager.hasplugin("xdist")
+    if controller and settings.launch and settings.server_count > 1:
+        config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -88,7 +92,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if runner is None or session.config.option.collectonly:
         return
     controller = bool(getattr(session.config.option, "numprocesses", None))
-    has_cases = any(isinstance(item, CaseItem) for item in session.items)
+    case_item = _case_item()
+    has_cases = case_item is not None and any(isinstance(i, case_item) for i in session.items)
     servers = runner.servers
     try:
         if servers.manages_servers:
@@ -106,6 +111,10 @@ def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> tuple[str, str, str] | None:
     """A case that could not be tested (the server was lost) is an error, not a failure."""
+    if not config.stash[SETTINGS_KEY].configured:
+        return None  # no case ran (the xdist controller sees reports of cases it never collected)
+    from comfytest.plugin.nodes import is_infrastructure
+
     if is_infrastructure(report):
         return "error", "E", "ERROR"
     return None
@@ -115,9 +124,12 @@ def pytest_report_teststatus(
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Each report of a case carries the case's record (see ``record_of``)."""
+    """Each report of a case carries the case's record (see ``nodes.record_of``)."""
     report = yield
-    if isinstance(item, CaseItem):
+    case_item = _case_item()
+    if case_item and isinstance(item, case_item):
+        from comfytest.plugin.nodes import RECORD_ATTRIBUTE
+
         setattr(report, RECORD_ATTRIBUTE, item.record.as_dict())
     return report
 
@@ -125,22 +137,39 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Tell a case which case follows it, so its prompt can wait in the server's queue."""
-    if isinstance(item, CaseItem):
-        item.then = nextitem.queueable() if isinstance(nextitem, CaseItem) else None
+    case_item = _case_item()
+    if case_item and isinstance(item, case_item):
+        item.then = nextitem.queueable() if isinstance(nextitem, case_item) else None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
-    if file_path.suffix not in CASE_SUFFIXES or file_path.name == DEFAULTS_FILE:
+    if file_path.suffix not in CASE_SUFFIXES:
         return None
     settings = parent.config.stash[SETTINGS_KEY]
-    if any(file_path.is_relative_to(root) for root in settings.case_paths):
-        return CaseFile.from_parent(parent, path=file_path)
-    return None
+    if not any(file_path.is_relative_to(root) for root in settings.case_paths):
+        return None
+    from comfytest.cases.loader import DEFAULTS_FILE
+    from comfytest.plugin.nodes import CaseFile
+
+    if file_path.name == DEFAULTS_FILE:
+        return None
+    return CaseFile.from_parent(parent, path=file_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.stash[SETTINGS_KEY].configured and any(isinstance(i, CaseItem) for i in items):
+    case_item = _case_item()
+    configured = config.stash[SETTINGS_KEY].configured
+    if not configured and case_item and any(isinstance(i, case_item) for i in items):
         raise pytest.UsageError(
             "ComfyUI cases were collected but no server is configured: pass --comfy-launch "
             "(start a managed ComfyUI) or --comfy-url URL (use a running one)"
         )
+
+
+def _case_item() -> type[CaseItem] | None:
+    """The case item class once a case file was collected in this process, else None.
+
+    An item can only be a case once ``comfytest.plugin.nodes`` is imported, so hooks that
+    see every test ask this instead of importing the case machinery into every pytest run."""
+    nodes = sys.modules.get("comfytest.plugin.nodes")
+    return None if nodes is None else nodes.CaseItem

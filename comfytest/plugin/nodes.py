@@ -16,11 +16,11 @@ from comfytest.errors import (
     OutputMismatch,
     TooSlow,
 )
-from comfytest.plugin.settings import Settings
+from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
 from comfytest.reports.progress import LiveProgress
 from comfytest.reports.record import CaseRecord
 from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
-from comfytest.runner import CaseResult, Runner
+from comfytest.runner import CaseResult
 
 __all__ = [
     "RUNNER_KEY",
@@ -32,8 +32,6 @@ __all__ = [
     "record_of",
 ]
 
-RUNNER_KEY = pytest.StashKey[Runner]()
-SETTINGS_KEY = pytest.StashKey[Settings]()
 #: The test report attribute that carries a case's record (a plain dict, so xdist sends it).
 RECORD_ATTRIBUTE = "comfytest"
 

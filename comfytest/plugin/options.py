@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from comfytest.comfy.client import DEFAULT_TIMEOUT
-from comfytest.judging.baselines import KEEP_MODES, UPDATE_MODES
+# Light modules only: every pytest run in the environment imports this one.
+from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES
 
 __all__ = ["add_options"]
 

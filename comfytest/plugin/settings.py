@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from comfytest.comfy.client import DEFAULT_TIMEOUT
+# Light modules only: every pytest run in the environment imports this one.
 from comfytest.comfy.pool import ServerSpec, parse_spec, parse_tag
+from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES
 from comfytest.errors import ServerSpecError
-from comfytest.judging.baselines import KEEP_MODES, UPDATE_MODES
 
-__all__ = ["Settings"]
+if TYPE_CHECKING:
+    from comfytest.runner import Runner
+
+__all__ = ["RUNNER_KEY", "SETTINGS_KEY", "Settings"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +158,8 @@ class Settings:
             server_count=server_count,
             server_tags=server_tags,
         )
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The run's Runner, only when a server is configured (--comfy-url or --comfy-launch).
+RUNNER_KEY: pytest.StashKey[Runner] = pytest.StashKey()

