@@ -1,16 +1,62 @@
-"""Named option values and defaults, as plain constants.
+"""Named values: option choices and defaults, and the status of an output's verdict.
 
 The plugin registers its options from these before any case is collected, so this module
-imports nothing: the image stack, httpx and YAML load only when a case file is collected.
+imports nothing but the standard library: the image stack, httpx and YAML load only when a
+case file is collected.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_TIMEOUT", "KEEP_MODES", "UPDATE_MODES"]
+from enum import Enum
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "KEEP_MODES",
+    "UPDATE_MODES",
+    "KeepMode",
+    "Status",
+    "UpdateMode",
+]
 
 #: Seconds a single prompt may take before it is interrupted.
 DEFAULT_TIMEOUT = 300.0
-#: When the baseline store writes: never (default), for missing ones, changed ones, or all.
-UPDATE_MODES = ("none", "missing", "changed", "all")
-#: Which outputs keep their evidence (actual, baseline copy, diff) under the results folder.
-KEEP_MODES = ("failed", "all")
+
+
+class _Named(str, Enum):
+    """A named value that is also its plain string (in JSON, f-strings and comparisons)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class UpdateMode(_Named):
+    """When the baseline store writes (``--comfy-update``)."""
+
+    NONE = "none"  # never: a missing or changed baseline fails
+    MISSING = "missing"  # create missing baselines
+    CHANGED = "changed"  # also rewrite failing ones
+    ALL = "all"  # also rewrite passing ones whose pixels differ
+
+
+class KeepMode(_Named):
+    """Which outputs keep their evidence (actual, baseline copy, diff) (``--comfy-keep``)."""
+
+    FAILED = "failed"
+    ALL = "all"
+
+
+class Status(_Named):
+    """The verdict on one output."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    MISSING = "missing"  # no baseline (and not created)
+    CREATED = "created"
+    UPDATED = "updated"
+
+
+UPDATE_MODES = tuple(mode.value for mode in UpdateMode)
+KEEP_MODES = tuple(mode.value for mode in KeepMode)

@@ -4,6 +4,7 @@ record, the server choice in the library, and a closed error tree."""
 from __future__ import annotations
 
 import inspect
+import json
 import pkgutil
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import comfytest.errors
 from comfytest.cases.recipe import Recipe
 from comfytest.comfy.pool import ServerSpec
 from comfytest.comfy.servers import Servers
+from comfytest.defaults import KEEP_MODES, UPDATE_MODES, KeepMode, Status, UpdateMode
 from comfytest.errors import ComfytestError, InfrastructureError, RuntimeSetupError, ServerLost
+from comfytest.judging.baselines import BaselineStore
 from comfytest.reports.record import CaseRecord, case_record
 from comfytest.runtime import ManagedServer, Runtime
 
@@ -155,3 +158,15 @@ def test_one_recipe_builds_the_prompt_with_or_without_the_servers_definitions() 
     assert at_collection["2"]["inputs"]["seed"] == 7
     assert at_run_time["1"]["inputs"]["value"] == 7, "control_after_generate seeds too"
     assert workflow["1"]["inputs"]["value"] == 8, "the workflow itself is not changed"
+
+
+def test_statuses_and_modes_are_enums_that_read_as_their_names() -> None:
+    assert [s.value for s in Status] == ["passed", "failed", "missing", "created", "updated"]
+    assert UPDATE_MODES == ("none", "missing", "changed", "all")
+    assert KEEP_MODES == ("failed", "all")
+    assert f"{Status.PASSED}" == str(Status.PASSED) == "passed"
+    assert json.dumps({"outputs": Status.MISSING}) == '{"outputs": "missing"}'
+    store = BaselineStore(Path("b"), Path("r"), "changed", "all")
+    assert (store.update, store.keep) == (UpdateMode.CHANGED, KeepMode.ALL)
+    with pytest.raises(ValueError, match="update mode must be one of none, missing"):
+        BaselineStore(Path("b"), Path("r"), "sometimes")

@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.defaults import KEEP_MODES, UPDATE_MODES
+from comfytest.defaults import KEEP_MODES, UPDATE_MODES, KeepMode, Status, UpdateMode
 from comfytest.judging.compare import Comparison, Tolerance, compare_frames
 from comfytest.judging.images import Frames, Unreadable, difference_image, write_png
 from comfytest.judging.manifest import MANIFEST, stored_phashes
@@ -52,11 +52,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome for one output. ``status`` is passed|failed|missing|created|updated."""
+    """The outcome for one output (``status``: a Status, given as one or by its value)."""
 
     key: str
     label: str
-    status: str
+    status: Status
     baseline: Path
     actual: Path | None = None
     comparison: Comparison | None = None
@@ -67,7 +67,7 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("passed", "created", "updated")
+        return self.status in (Status.PASSED, Status.CREATED, Status.UPDATED)
 
     def evidence(self) -> dict[str, Any]:
         """Where a reviewer finds this output's files: the baseline, and when kept, the
@@ -75,7 +75,7 @@ class Verdict:
         copy = self.actual.with_name(f"{self.key}.baseline.png") if self.actual else None
         return {
             "label": self.label,
-            "status": self.status,
+            "status": self.status.value,
             "problem": self.problem,
             "baseline": str(self.baseline),
             "actual": str(self.actual) if self.actual else None,
@@ -94,7 +94,11 @@ class BaselineStore:
     """
 
     def __init__(
-        self, root: Path, results: Path, update: str = "none", keep: str = "failed"
+        self,
+        root: Path,
+        results: Path,
+        update: UpdateMode | str = UpdateMode.NONE,
+        keep: KeepMode | str = KeepMode.FAILED,
     ) -> None:
         if update not in UPDATE_MODES:
             raise ValueError(f"update mode must be one of {', '.join(UPDATE_MODES)}")
@@ -102,8 +106,8 @@ class BaselineStore:
             raise ValueError(f"keep must be one of {', '.join(KEEP_MODES)}")
         self.root = root
         self.results = results
-        self.update = update
-        self.keep = keep
+        self.update = UpdateMode(update)
+        self.keep = KeepMode(keep)
 
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
@@ -151,10 +155,12 @@ class BaselineStore:
             len(frames)  # the actual is readable at all
             if not path.exists():
                 if self.update == "none":
-                    return Verdict(key, label, "missing", path, self._keep(folder, key, frames))
+                    return Verdict(
+                        key, label, Status.MISSING, path, self._keep(folder, key, frames)
+                    )
                 write_png(path, frames.all())
                 kept = self._keep(folder, key, frames, ok=True)
-                return Verdict(key, label, "created", path, kept)
+                return Verdict(key, label, Status.CREATED, path, kept)
             baseline = Frames(path, side="baseline")
             stored = stored_phashes(self.root, folder, key)
             try:
@@ -164,21 +170,23 @@ class BaselineStore:
                     raise
                 if self.update in ("changed", "all"):
                     write_png(path, frames.all())
-                    return Verdict(key, label, "updated", path)
+                    return Verdict(key, label, Status.UPDATED, path)
                 kept = self._keep(folder, key, frames)
                 problem = f"baseline unreadable: {exc.reason}"
-                return Verdict(key, label, "failed", path, kept, problem=problem)
+                return Verdict(key, label, Status.FAILED, path, kept, problem=problem)
             rewrite = (self.update == "changed" and not comparison.passed) or (
                 self.update == "all" and not comparison.identical
             )
-            status = "updated" if rewrite else "passed" if comparison.passed else "failed"
+            status = (
+                Status.UPDATED if rewrite else Status.PASSED if comparison.passed else Status.FAILED
+            )
             kept = self._keep(
                 folder,
                 key,
                 frames,
                 baseline if comparison.size_mismatch is None else None,
                 comparison.frame,
-                ok=status != "failed",
+                ok=status != Status.FAILED,
             )
             if rewrite:
                 write_png(path, frames.all())
@@ -193,7 +201,7 @@ class BaselineStore:
             return Verdict(
                 key,
                 label,
-                "failed",
+                Status.FAILED,
                 path,
                 raw if isinstance(actual, (Path, bytes)) else None,
                 problem=f"the output is not a readable image: {exc.reason}",
@@ -218,23 +226,25 @@ class BaselineStore:
             kept = None if ok else kept_path
             if kept:
                 atomic_write(kept, text.encode())
-            return Verdict(key, label, "passed" if ok else "failed", path, kept, problem=problem)
+            return Verdict(
+                key, label, Status.PASSED if ok else Status.FAILED, path, kept, problem=problem
+            )
         if not path.exists() and self.update == "none":
             atomic_write(kept_path, text.encode())
-            return Verdict(key, label, "missing", path, kept_path)
+            return Verdict(key, label, Status.MISSING, path, kept_path)
         if not path.exists():
             atomic_write(path, text.encode())
-            return Verdict(key, label, "created", path)
+            return Verdict(key, label, Status.CREATED, path)
         expected = path.read_text(encoding="utf-8", errors="replace")
         if expected == text:
             kept_path.unlink(missing_ok=True)
-            return Verdict(key, label, "passed", path)
+            return Verdict(key, label, Status.PASSED, path)
         if self.update in ("changed", "all"):
             atomic_write(path, text.encode())
-            return Verdict(key, label, "updated", path)
+            return Verdict(key, label, Status.UPDATED, path)
         atomic_write(kept_path, text.encode())
         problem = f"text {_clip(text)} differs from the baseline {_clip(expected)}"
-        return Verdict(key, label, "failed", path, kept_path, problem=problem)
+        return Verdict(key, label, Status.FAILED, path, kept_path, problem=problem)
 
     def _keep(
         self,

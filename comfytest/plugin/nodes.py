@@ -197,7 +197,7 @@ class CaseItem(pytest.Item):
     def _record(self, result: CaseResult) -> None:
         """The case's evidence in its record (the xdist controller and JUnit XML see it)."""
         record = self.record
-        record.outputs = {v.key: v.status for v in result.verdicts}
+        record.outputs = {v.key: v.status.value for v in result.verdicts}
         record.comparisons = {
             v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison
         }

@@ -11,7 +11,7 @@ import pytest
 
 # Light modules only: every pytest run in the environment imports this one.
 from comfytest.comfy.pool import ServerSpec, parse_spec, parse_tag
-from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES
+from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES, KeepMode, UpdateMode
 from comfytest.errors import ServerSpecError
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ class Settings:
     launch: bool
     home: Path | None
     runtime: str | None
-    update: str
-    keep: str
+    update: UpdateMode
+    keep: KeepMode
     baselines: Path
     results: Path
     timeout: float
@@ -136,8 +136,8 @@ class Settings:
             launch=launch,
             home=Path(home).expanduser().resolve() if home else None,
             runtime=config.getoption("comfy_runtime"),
-            update=update,
-            keep=keep,
+            update=UpdateMode(update),
+            keep=KeepMode(keep),
             baselines=root / str(pick("comfy_baselines") or "baselines"),
             results=root / str(pick("comfy_results") or ".comfytest/results"),
             timeout=timeout,
