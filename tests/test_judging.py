@@ -83,7 +83,7 @@ def test_the_default_passes_hardware_noise_and_fails_a_change_spread_over_the_im
         "value": 0.005046,
         "limit": 0.001,
         "passed": False,
-        "used": 5.046,
+        "used": 5.0456,
     }
     looser = Tolerance(pixel_threshold=2)
     assert compare(scatter(base, 62, 2), base, looser).passed, "2 levels is now within"

@@ -194,8 +194,9 @@ class Comparison:
             )
 
         if tol.max_diff_ratio is not None:
-            ratio, allowed = round(self.diff_ratio, 6), tol.max_diff_ratio
-            add("max_diff_ratio", ratio, allowed, ratio <= allowed, _used(ratio, allowed))
+            ratio, allowed = self.diff_ratio, tol.max_diff_ratio
+            passed = ratio <= allowed  # the verdict's own comparison, before rounding
+            add("max_diff_ratio", round(ratio, 6), allowed, passed, _used(ratio, allowed))
         for name, limit in tol.hashes().items():
             distance = self.distances.get(name, 0)
             add(name, distance, limit, distance <= limit, _used(distance, limit))
