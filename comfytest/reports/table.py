@@ -61,7 +61,8 @@ def _closest(case: Mapping[str, Any]) -> str:
 
 
 def _measure(measure: Mapping[str, Any]) -> str:
-    """ "phash 4/2"; the share of values beyond the pixel threshold in percent: "diff 1.2%/0.1%"."""
+    """E.g. "phash 4/2"; the share of values beyond the pixel threshold in percent, as
+    "diff 1.2%/0.1%"."""
     if measure["name"] == "max_diff_ratio":
         return f"diff {percent(measure['value'])}/{percent(measure['limit'])}"
     return f"{measure['name']} {measure['value']}/{measure['limit']}"
