@@ -77,18 +77,18 @@ class OutputNoise:
         if self.deterministic:
             return (
                 "reruns here are bit-exact, but that says nothing about another CPU or a GPU: "
-                f"{CROSS_MACHINE}; the default's {DEFAULT_PIXEL_THRESHOLD} levels in "
-                f"{DEFAULT_MAX_DIFF_RATIO:.1%} of values is the margin (max_pixel_diff: 0 "
-                "holds only on the machine that made the baselines)"
+                f"{CROSS_MACHINE}; the default is the margin (any value may differ by "
+                f"{_levels(DEFAULT_PIXEL_THRESHOLD)}, {DEFAULT_MAX_DIFF_RATIO:.1%} of them by "
+                "more); max_pixel_diff: 0 holds only on the machine that made the baselines"
             )
         if self.within_default:
             return (
-                f"reruns here differ by up to {self.max_pixel_diff} levels, within half the "
+                f"reruns here differ by up to {_levels(self.max_pixel_diff)}, within half the "
                 f"default limit; {CROSS_MACHINE}: the default leaves that margin"
             )
         return (
             f"reruns here differ beyond the default pixel limit ({self.max_diff_ratio:.2%} of "
-            f"values more than {DEFAULT_PIXEL_THRESHOLD} levels apart): pixel limits measured "
+            f"values more than {_levels(DEFAULT_PIXEL_THRESHOLD)} apart): pixel limits measured "
             f"on one machine will not hold on another, so pHash only, {PHASH_MARGIN} bits over "
             "the measured spread (the gpu profile's shape)"
         )
@@ -104,6 +104,10 @@ class OutputNoise:
             "suggested_tolerance": self.suggested_tolerance(),
             "reason": self.reason(),
         }
+
+
+def _levels(count: int) -> str:
+    return f"{count} level" + ("" if count == 1 else "s")
 
 
 def summarize(key: str, images: Sequence[Image.Image]) -> OutputNoise:
