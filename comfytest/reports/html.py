@@ -17,6 +17,7 @@ import jinja2
 
 from comfytest.atomic import atomic_write
 from comfytest.errors import ComfytestError
+from comfytest.reports.table import percent
 
 __all__ = ["evidence_extras", "load_record", "render_report", "write_html_report"]
 
@@ -30,6 +31,7 @@ TIMING_FIELDS = (
     ("total_s", "total"),
 )
 MEASURE_NAMES = {
+    "max_diff_ratio": "share of values beyond the pixel threshold",
     "phash": "pHash distance",
     "dhash": "dHash distance",
     "whash": "wHash distance",
@@ -148,6 +150,9 @@ def _output(
         {**m, "label": MEASURE_NAMES.get(m["name"], m["name"])}
         for m in (comparison or {}).get("measures", [])
     ]
+    for m in measures:
+        if m["name"] == "max_diff_ratio":  # a share of the values: in percent
+            m.update(value=percent(m["value"]), limit=percent(m["limit"]))
     limited = {m["name"] for m in measures}
     if comparison and not comparison.get("size_mismatch"):
         # The pixel metrics are always measured: show them, with no limit when none is set.

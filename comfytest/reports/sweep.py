@@ -57,7 +57,7 @@ def write_report(
         image = _first_frame(cell.image)
         distance: dict[str, Any] = {}
         if image is not None and ref_image is not None:
-            result = compare(image.convert("RGB"), ref_image.convert("RGB"), Tolerance())
+            result = compare(image.convert("RGB"), ref_image.convert("RGB"), Tolerance(phash=0))
             distance = {
                 "phash": result.phash_distance,
                 "mean_pixel_diff": round(result.mean_pixel_diff, 3),

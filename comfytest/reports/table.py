@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["summary_table"]
+__all__ = ["percent", "summary_table"]
 
 #: With more cases than this, only the ones that did not pass get a row (``-v``: all do).
 MAX_ROWS = 30
@@ -49,7 +49,7 @@ def _closest(case: Mapping[str, Any]) -> str:
         if comparison.get("size_mismatch"):
             return "size/mode differ"
         for measure in comparison.get("measures") or []:
-            text = f"{measure['name']} {measure['value']}/{measure['limit']}"
+            text = _measure(measure)
             if worst is None or measure["used"] > worst[0]:
                 worst = (measure["used"], text)
     if worst is not None:
@@ -58,6 +58,19 @@ def _closest(case: Mapping[str, Any]) -> str:
         return "no baseline"
     message = str(case.get("message") or "").strip().splitlines()
     return _clip(message[0]) if message and case.get("outcome") != "passed" else ""
+
+
+def _measure(measure: Mapping[str, Any]) -> str:
+    """E.g. "phash 4/2"; the share of values beyond the pixel threshold in percent, as
+    "diff 1.2%/0.1%"."""
+    if measure["name"] == "max_diff_ratio":
+        return f"diff {percent(measure['value'])}/{percent(measure['limit'])}"
+    return f"{measure['name']} {measure['value']}/{measure['limit']}"
+
+
+def percent(fraction: float) -> str:
+    """A fraction in percent, to 3 significant digits: 0.001 is "0.1%"."""
+    return f"{fraction * 100:.3g}%"
 
 
 def _clip(text: str, limit: int = 60) -> str:
