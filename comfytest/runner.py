@@ -34,7 +34,12 @@ from comfytest.comfy.servers import Servers
 from comfytest.errors import ComfytestError, ServerError
 from comfytest.judging.baselines import BaselineStore, Verdict
 from comfytest.judging.images import read_frames
-from comfytest.judging.manifest import PENDING_MANIFEST, read_manifest, write_manifest
+from comfytest.judging.manifest import (
+    PENDING_MANIFEST,
+    case_owner,
+    read_manifest,
+    write_manifest,
+)
 from comfytest.judging.noise import OutputNoise, summarize
 from comfytest.workflow.convert import ui_to_api
 from comfytest.workflow.preflight import (
@@ -236,7 +241,8 @@ class Runner:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
         folder = f"{case_name}/{case.folder}"
-        with self.store.writing(folder):  # one update run at a time per case folder
+        owner = f"{case_owner(case.path, self.store.root)}::{case.name}"
+        with self.store.writing(folder, owner):  # one update run at a time per case folder
             download_s, compare_s = self._judge_outputs(case, folder, prompt, result)
             self._write_manifest(case, folder, prompt, result)
         seconds = {
@@ -376,7 +382,7 @@ class Runner:
                 upload.path, project
             )
         return {
-            "case": f"{_relative(case.path, project)}::{case.name}",
+            "case": f"{case_owner(case.path, self.store.root)}::{case.name}",
             "workflow": _relative(case.workflow_path, project),
             "prompt_digest": prompt_digest(plain),
             "seed": case.seed,

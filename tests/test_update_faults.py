@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.judging.baselines import BaselineStore, unused_baselines
+from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.compare import Tolerance
 from comfytest.judging.images import read_frames
+from comfytest.judging.prune import CaseFileRun, unused_baselines
 from comfytest.runtime import ManagedServer
 
 from .conftest import start_pytest, stop_mid_run
@@ -163,7 +164,8 @@ def test_a_writer_killed_mid_write_leaves_no_baseline_and_its_leftover_goes(
     assert leftover.name.startswith(".9-0.png.")
     assert leftover.name.endswith(".tmp")
     assert not target.exists(), "the half-written file never became the baseline"
-    assert unused_baselines(store.root, set(), set()) == [], "nor counts as one"
+    whole = [CaseFileRun("cases/t.yaml", "t", complete=True)]
+    assert unused_baselines(store.root, whole, set(), set(), set()) == [], "nor counts as one"
     # A temporary file of a writer that still runs (another update run) is left alone.
     alive = target.parent / f".9-0.png.{os.getpid()}.x.tmp"
     alive.write_bytes(b"being written")

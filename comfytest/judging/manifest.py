@@ -20,6 +20,7 @@ from comfytest.judging.images import Frames, Unreadable
 __all__ = [
     "MANIFEST",
     "PENDING_MANIFEST",
+    "case_owner",
     "read_manifest",
     "stored_phashes",
     "write_manifest",
@@ -29,6 +30,17 @@ __all__ = [
 MANIFEST = "manifest.json"
 #: Beside kept evidence: the manifest the case's baselines would get if accepted.
 PENDING_MANIFEST = "manifest.pending.json"
+
+
+def case_owner(case_file: Path, root: Path) -> str:
+    """A case file as manifests name their owner: relative to the project (the folder above
+    the baselines root ``root``), as in a clone of it; else its absolute path."""
+    project = root.parent
+    return (
+        case_file.relative_to(project).as_posix()
+        if case_file.is_relative_to(project)
+        else str(case_file)
+    )
 
 
 def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
@@ -64,7 +76,10 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
         }
     for txt in sorted((root / folder).glob("*.txt")):
         text = txt.read_text(encoding="utf-8", errors="replace")
-        outputs[txt.stem] = {"text": text if len(text) <= 200 else text[:200] + "..."}
+        outputs[txt.stem] = {
+            "text": text if len(text) <= 200 else text[:200] + "...",
+            "sha256": _file_digest(txt),
+        }
     manifest = {**data, "outputs": outputs}
     atomic_write(
         root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

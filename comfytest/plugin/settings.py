@@ -45,6 +45,8 @@ class Settings:
     server_count: int = 1
     #: --comfy-server-tag: the tags of every managed server.
     server_tags: tuple[tuple[str, str], ...] = ()
+    #: --comfy-prune: delete the unused baselines a complete run proves unused.
+    prune: bool = False
 
     @property
     def configured(self) -> bool:
@@ -152,6 +154,7 @@ class Settings:
             servers=servers,
             server_count=server_count,
             server_tags=server_tags,
+            prune=bool(config.getoption("comfy_prune")),
         )
 
 
@@ -199,6 +202,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         choices=UPDATE_MODES,
         help="write baselines: none (default), missing, changed or all",
+    )
+    group.addoption(
+        "--comfy-prune",
+        dest="comfy_prune",
+        action="store_true",
+        default=False,
+        help="delete unused baselines: only files a comfytest manifest names, of case files "
+        "whose every case ran, after a run that ended normally (each one listed)",
     )
     group.addoption(
         "--comfy-keep",
