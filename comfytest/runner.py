@@ -241,7 +241,7 @@ class Runner:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run)
         folder = f"{case_name}/{case.folder}"
-        owner = f"{case_owner(case.path, self.store.root)}::{case.name}"
+        owner = f"{case_owner(case.path, self.store.project)}::{case.name}"
         with self.store.writing(folder, owner):  # one update run at a time per case folder
             download_s, compare_s = self._judge_outputs(case, folder, prompt, result)
             self._write_manifest(case, folder, prompt, result)
@@ -317,7 +317,8 @@ class Runner:
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
         )
         if wrote or refresh:
-            write_manifest(self.store.root, folder, self._manifest(case, prompt))
+            keys = [v.key for v in result.verdicts]
+            write_manifest(self.store.root, folder, self._manifest(case, prompt), keys)
         else:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
@@ -375,14 +376,14 @@ class Runner:
             }
             for node_id, node in prompt.items()
         }
-        project = self.store.root.parent
+        project = self.store.project
         inputs = {node: dict(values) for node, values in case.overrides.items()}
         for upload in case.uploads:  # a file in the project is named as in a clone of it
             inputs.setdefault(upload.node_id, {})[upload.input_name] = _relative(
                 upload.path, project
             )
         return {
-            "case": f"{case_owner(case.path, self.store.root)}::{case.name}",
+            "case": f"{case_owner(case.path, self.store.project)}::{case.name}",
             "workflow": _relative(case.workflow_path, project),
             "prompt_digest": prompt_digest(plain),
             "seed": case.seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -126,3 +127,13 @@ def stop_mid_run(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """{path under ``root``: sha256} of every file in the tree (baselines, manifests and
+    anything else): equal snapshots mean nothing was written, changed or deleted."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

@@ -96,7 +96,12 @@ class BaselineStore:
     """
 
     def __init__(
-        self, root: Path, results: Path, update: str = "none", keep: str = "failed"
+        self,
+        root: Path,
+        results: Path,
+        update: str = "none",
+        keep: str = "failed",
+        project: Path | None = None,
     ) -> None:
         if update not in UPDATE_MODES:
             raise ValueError(f"update mode must be one of {', '.join(UPDATE_MODES)}")
@@ -106,6 +111,9 @@ class BaselineStore:
         self.results = results
         self.update = update
         self.keep = keep
+        #: What manifests name files relative to (the rootdir; by default the folder above
+        #: ``root``), so that they read the same in every clone of the project.
+        self.project = project or root.parent
 
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
@@ -159,7 +167,7 @@ class BaselineStore:
         if owner is None or not isinstance(recorded, str):
             return
         theirs, mine = recorded.partition("::")[0], owner.partition("::")[0]
-        if theirs == mine or not (self.root.parent / theirs).is_file():
+        if theirs == mine or not (self.project / theirs).is_file():
             return  # the same file, or a case file renamed since (its folder is adopted)
         raise BaselineError(
             f"{self.root / folder}/ belongs to {recorded} (its manifest.json), not to "

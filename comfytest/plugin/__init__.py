@@ -42,7 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
     if settings.configured:
         sigterm_as_ctrl_c(config)
-        store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
+        store = BaselineStore(
+            settings.baselines,
+            settings.results,
+            settings.update,
+            settings.keep,
+            project=config.rootpath,
+        )
         workerinput = getattr(config, "workerinput", {})
         # Managed servers the xdist controller started for the workers (--comfy-servers).
         shared = [

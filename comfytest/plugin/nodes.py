@@ -126,7 +126,7 @@ class CaseFile(pytest.File):
         # What the run's end needs to prove every case of this file ran (see judging/prune.py).
         whole = json.dumps(
             {
-                "owner": case_owner(self.path, settings.baselines),
+                "owner": case_owner(self.path, self.config.rootpath),
                 "folder": folder,
                 "cases": len(cases),
             }

@@ -192,12 +192,12 @@ class Summary:
 
     def _ended_normally(self, session: pytest.Session, exitstatus: int) -> str:
         """Why the session did not provably run to its end, or "" when it did."""
+        if session.shouldstop or session.shouldfail:  # -x, --maxfail, a stop requested
+            return f"the run stopped early ({session.shouldstop or session.shouldfail})"
         if self.interrupted or not self.loop_finished:
             return "the run was interrupted"
         if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             return f"the run ended with exit status {int(exitstatus)}"
-        if session.shouldstop or session.shouldfail:
-            return f"the run stopped early ({session.shouldstop or session.shouldfail})"
         if self.collection_failed:
             return "a file could not be collected"
         if self.crashed:

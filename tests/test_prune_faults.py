@@ -1,0 +1,165 @@
+"""No run deletes a baseline it cannot prove unused: narrowed, interrupted, stopped and
+mis-configured runs leave every baseline file byte-identical (against the real server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from comfytest.runtime import ManagedServer
+
+from .conftest import snapshot
+
+PIPELINE = (
+    "workflow: workflows/image_pipeline.json\n"
+    "inputs:\n  LoadImage: {image: {file: inputs/pattern.png}}\n"
+)
+A_CASES = (
+    "  - id: keep\n    marks: [slow]\n"
+    "  - id: drop\n    inputs: {Blur: {blur_radius: 1}}\n"
+    # Fails in every run (ComfyUI rejects the radius): for -x, --maxfail and --lf.
+    "  - id: bad\n    inputs: {Blur: {blur_radius: 99}}\n"
+)
+DROP = "  - id: drop\n    inputs: {Blur: {blur_radius: 1}}\n"
+
+
+def orphaned_project(pytester: pytest.Pytester, comfy: ManagedServer) -> Path:
+    """Baselines for cases/a.yaml (keep, drop) and cases/b.yaml (one); then drop leaves
+    a.yaml, so a complete run of a.yaml proves drop's two files unused."""
+    project = pytester.path
+    pytester.makeini(
+        "[pytest]\nmarkers =\n    slow: a slow case\nfilterwarnings =\n"
+        "    ignore::pytest.PytestAssertRewriteWarning\n"
+    )
+    a = project / "cases/a.yaml"
+    a.write_text(PIPELINE + "cases:\n" + A_CASES)
+    (project / "cases/b.yaml").write_text(PIPELINE + "cases:\n  - id: one\n")
+    made = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
+    made.assert_outcomes(passed=3, failed=1)
+    a.write_text(a.read_text().replace(DROP, ""))
+    return project
+
+
+NARROWED = {
+    "ignore": ["--ignore=cases/a.yaml"],
+    "ignore-glob": ["--ignore-glob=*/a.yaml"],
+    "collect_ignore": [],  # conftest.py: collect_ignore = ["cases/a.yaml"]
+    "file subset": ["cases/b.yaml"],
+    "k": ["-k", "not keep"],
+    "m": ["-m", "not slow"],
+    "deselect": ["--deselect", "cases/a.yaml::keep"],
+    "lf": ["--lf"],
+    "x": ["-x"],
+    "maxfail": ["--maxfail=1"],
+}
+
+
+@pytest.mark.parametrize("narrowing", list(NARROWED))
+def test_a_narrowed_or_stopped_run_prunes_nothing(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer, narrowing: str
+) -> None:
+    orphaned_project(pytester, comfy)
+    if narrowing == "collect_ignore":
+        pytester.makeconftest('collect_ignore = ["cases/a.yaml"]\n')
+    if narrowing == "lf":  # a run that records a.yaml::bad as the last failure
+        pytester.runpytest("--comfy-url", comfy.url).assert_outcomes(passed=2, failed=1)
+    before = snapshot(project / "baselines")
+    assert "a/drop/5-0.png" in before
+
+    result = pytester.runpytest(
+        "--comfy-url", comfy.url, "--comfy-update=all", "--comfy-prune", *NARROWED[narrowing]
+    )
+    output = result.stdout.str()
+    assert "baselines deleted" not in output
+    assert "a/drop/5-0.png" not in output, "a.yaml did not run whole: drop is not unused"
+    assert snapshot(project / "baselines") == before
+
+
+def test_the_same_run_not_narrowed_prunes_what_it_proves_unused(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    """The control of the test above: the same project, every case run, a failing one too."""
+    orphaned_project(pytester, comfy)
+    before = snapshot(project / "baselines")
+    result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=all", "--comfy-prune")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "baselines deleted: 2 (*",
+            "  baselines/a/drop/5-0.png: cases/a.yaml::drop is no longer a case of cases/a.yaml",
+            "  baselines/a/drop/manifest.json: *",
+        ]
+    )
+    after = snapshot(project / "baselines")
+    assert after == {k: v for k, v in before.items() if not k.startswith("a/drop/")}
+
+
+def project_files(root: Path) -> dict[str, str]:
+    """The snapshot of a whole project but for what a run writes for itself."""
+    own = (".comfytest/", ".pytest_cache/", "__pycache__/")
+    return {
+        k: v for k, v in snapshot(root).items() if not k.startswith(own) and "__pycache__" not in k
+    }
+
+
+@pytest.mark.parametrize("baselines", ["cases", "."])
+def test_files_no_manifest_names_are_never_pruned(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer, baselines: str
+) -> None:
+    """A case's own input image, a screenshot, a note beside a baseline: none is comfytest's,
+    so a complete pruning run leaves them alone; it deletes only the dropped case's files."""
+    cases = project / "cases/p.yaml"
+    cases.write_text(PIPELINE + "cases:\n  - id: keep\n" + DROP)
+    option = f"--comfy-baselines={baselines}"
+    pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing", option)
+    base = project / baselines
+    (project / "docs").mkdir()
+    (project / "docs/screenshot.png").write_bytes(
+        (project / "cases/inputs/pattern.png").read_bytes()
+    )
+    (base / "p/keep/notes.png").write_bytes((project / "cases/inputs/pattern.png").read_bytes())
+    (base / "p/drop/by-hand.txt").write_text("a note of mine\n")
+    cases.write_text(cases.read_text().replace(DROP, ""))
+    before = project_files(project)
+
+    result = pytester.runpytest(
+        "--comfy-url", comfy.url, "--comfy-update=all", "--comfy-prune", option
+    )
+    result.assert_outcomes(passed=1)
+    prefix = "" if baselines == "." else f"{baselines}/"
+    result.stdout.fnmatch_lines(
+        [
+            "baselines deleted: 2 (*",
+            f"  {prefix}p/drop/5-0.png: cases/p.yaml::drop is no longer a case of cases/p.yaml",
+        ]
+    )
+    result.stdout.fnmatch_lines([f"  {prefix}p/drop/manifest.json: *"])
+    gone = {f"{prefix}p/drop/5-0.png", f"{prefix}p/drop/manifest.json"}
+    after = project_files(project)
+    assert after == {k: v for k, v in before.items() if k not in gone}, (
+        "only the dropped case's baseline and manifest went: the note beside them stays"
+    )
+
+
+def test_a_baseline_changed_by_hand_is_reported_and_kept(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    cases = project / "cases/p.yaml"
+    cases.write_text(PIPELINE + "cases:\n  - id: keep\n" + DROP)
+    pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
+    (project / "baselines/p/drop/5-0.png").write_bytes(
+        (project / "cases/inputs/pattern.png").read_bytes()
+    )
+    cases.write_text(cases.read_text().replace(DROP, ""))
+    before = snapshot(project / "baselines")
+    result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-prune")
+    result.stdout.fnmatch_lines(
+        [
+            "baselines unused: 1",
+            "  baselines/p/drop/5-0.png: cases/p.yaml::drop is no longer a case of cases/p.yaml;"
+            " kept: the file is not as comfytest wrote it (changed by hand?)",
+        ]
+    )
+    assert "baselines deleted" not in result.stdout.str()
+    assert snapshot(project / "baselines") == before
