@@ -3,6 +3,10 @@ mis-configured runs leave every baseline file byte-identical (against the real s
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +167,123 @@ def test_a_baseline_changed_by_hand_is_reported_and_kept(
     )
     assert "baselines deleted" not in result.stdout.str()
     assert snapshot(project / "baselines") == before
+
+
+def test_two_case_files_of_one_baselines_folder_are_a_collection_error(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/smoke.yaml").write_text(PIPELINE + "cases:\n  - id: fox\n")
+    pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing").assert_outcomes(passed=1)
+    (project / "cases/smoke.yml").write_text(
+        PIPELINE + "cases:\n  - id: fox\n    inputs: {Blur: {blur_radius: 1}}\n"
+    )
+    before = snapshot(project / "baselines")
+    for only in ([], ["cases/smoke.yml"]):  # caught even when one of them is collected
+        result = pytester.runpytest(
+            "--comfy-url", comfy.url, "--comfy-update=all", "--comfy-prune", *only
+        )
+        assert result.ret == pytest.ExitCode.INTERRUPTED
+        result.stdout.fnmatch_lines(
+            [
+                "*cases/smoke.yml: its baselines folder baselines/smoke/ is also that of "
+                "cases/smoke.yaml; each would overwrite the other's baselines: rename one of them"
+            ]
+        )
+        assert "Traceback" not in result.stdout.str()
+        assert snapshot(project / "baselines") == before
+
+
+def test_a_folder_another_case_file_owns_is_neither_judged_nor_written(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    """Two case roots with a t.yaml each: one baselines folder t/. Collected together they
+    are a collection error; run alone, the second finds the first's manifest and stops."""
+    pytester.makeini(
+        "[pytest]\ncomfy_case_paths =\n    cases\n    more\nfilterwarnings =\n"
+        "    ignore::pytest.PytestAssertRewriteWarning\n"
+    )
+    (project / "cases/t.yaml").write_text(PIPELINE + "cases:\n  - id: fox\n")
+    (project / "more").mkdir()
+    (project / "more/t.yaml").write_text(
+        "workflow: ../cases/workflows/image_pipeline.json\n"
+        "inputs:\n  LoadImage: {image: {file: ../cases/inputs/pattern.png}}\n"
+        "cases:\n  - id: fox\n    inputs: {Blur: {blur_radius: 1}}\n"
+    )
+    made = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing", "cases")
+    made.assert_outcomes(passed=1)
+    before = snapshot(project / "baselines")
+
+    both = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=all")
+    both.stdout.fnmatch_lines(
+        ["*more/t.yaml: its baselines folder baselines/t/ is also that of cases/t.yaml*"]
+    )
+    alone = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=all", "more/t.yaml")
+    alone.assert_outcomes(failed=1)
+    alone.stdout.fnmatch_lines(
+        [
+            f"{project}/baselines/t/fox/ belongs to cases/t.yaml::fox (its manifest.json), not "
+            "to more/t.yaml::fox: two case files map to one baselines folder; rename one of them"
+        ]
+    )
+    assert snapshot(project / "baselines") == before
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold: as root, drop the capability
+    that ignores them (util-linux setpriv); as anyone else, nothing."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only folder is writable")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", "--"]
+
+
+def test_a_read_only_baselines_folder_is_one_clear_error_per_case(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    cases = project / "cases/p.yaml"
+    cases.write_text(PIPELINE + "tolerance: {max_pixel_diff: 0}\ncases:\n  - id: a\n  - id: b\n")
+    pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing").assert_outcomes(passed=2)
+    cases.write_text(  # both outputs now differ: each case wants to rewrite its baseline
+        cases.read_text()
+        .replace("  - id: b\n", "  - id: b\n    inputs: {Blur: {blur_radius: 3}}\n")
+        .replace("  - id: a\n", "  - id: a\n    inputs: {Blur: {blur_radius: 3}}\n")
+    )
+    before = snapshot(project / "baselines")
+    folders = [project / "baselines/p/a", project / "baselines/p/b"]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [
+                *unprivileged(),
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                f"--comfy-url={comfy.url}",
+                "--comfy-update=changed",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, output
+    for case in ("a", "b"):
+        assert (
+            f"cannot write the baselines in {project}/baselines/p/{case}/: Permission denied"
+            in output
+        ), output
+    for internal in ("Traceback", "_pytest", "cls = "):
+        assert internal not in output, output
+    assert output.count("Permission denied") == 2, "one error per case"
+    rows = [line.split()[:3] for line in output.splitlines() if line.startswith("cases/p.yaml::")]
+    assert rows == [[f"cases/p.yaml::{c}", "failed", "cannot"] for c in ("a", "b")], output
+    assert snapshot(project / "baselines") == before, "nothing written, nothing half-written"
