@@ -94,16 +94,18 @@ def wait_for_result(log: Path, line: str, process: subprocess.Popen[bytes]) -> N
     pytest.fail(f"pytest never reported {line!r}")
 
 
-def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """pytest on ``project`` in the background, verbose and unbuffered into pytest.log (so
-    ``wait_for_result`` sees each result as it is reported)."""
+    ``wait_for_result`` sees each result as it is reported); ``env`` adds variables."""
     with (project / "pytest.log").open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args],
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 
