@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comfytest.runtime import ManagedServer
 
-from .conftest import snapshot
+from .conftest import snapshot, start_pytest, stop_mid_run
 
 PIPELINE = (
     "workflow: workflows/image_pipeline.json\n"
@@ -287,3 +290,40 @@ def test_a_read_only_baselines_folder_is_one_clear_error_per_case(
     rows = [line.split()[:3] for line in output.splitlines() if line.startswith("cases/p.yaml::")]
     assert rows == [[f"cases/p.yaml::{c}", "failed", "cannot"] for c in ("a", "b")], output
     assert snapshot(project / "baselines") == before, "nothing written, nothing half-written"
+
+
+def test_two_ctrl_c_during_a_pruning_update_run_delete_nothing(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    """The second Ctrl-C lands while pytest handles the first. cases/a.yaml ran whole
+    before it, and owns an unused baseline: an interrupted run still prunes nothing."""
+    a = project / "cases/a.yaml"
+    a.write_text(PIPELINE + "cases:\n  - id: keep\n" + DROP)
+    b = project / "cases/b.yaml"
+    b.write_text(
+        "workflow: workflows/txt2img.json\nseed: 94\ncases:\n"
+        "  - id: quick\n    inputs: {KSampler: {steps: 1}}\n"
+    )
+    made = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
+    made.assert_outcomes(passed=3)
+    a.write_text(a.read_text().replace(DROP, ""))
+    b.write_text(b.read_text() + "  - id: endless\n    inputs: {KSampler: {steps: 5000}}\n")
+    before = snapshot(project / "baselines")
+
+    def twice() -> None:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+
+    process = start_pytest(
+        project, f"--comfy-url={comfy.url}", "--comfy-update=all", "--comfy-prune"
+    )
+    try:
+        stop_mid_run(process, project, comfy.url, 5000, "b.yaml::quick PASSED", twice, 120)
+    finally:
+        httpx.post(f"{comfy.url}/interrupt", json={}, timeout=10)  # if the client could not
+    output = (project / "pytest.log").read_text()
+    assert process.returncode != 0, output
+    assert "cases/a.yaml::keep PASSED" in output
+    assert "baselines deleted" not in output
+    assert snapshot(project / "baselines") == before
