@@ -327,3 +327,36 @@ def test_two_ctrl_c_during_a_pruning_update_run_delete_nothing(
     assert "cases/a.yaml::keep PASSED" in output
     assert "baselines deleted" not in output
     assert snapshot(project / "baselines") == before
+
+
+def test_a_crashed_xdist_worker_prunes_nothing(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    """cases/a.yaml runs whole and owns an unused baseline; a worker dies running a case of
+    cases/b.yaml. The run is not proven complete, so nothing is deleted."""
+    a = project / "cases/a.yaml"
+    a.write_text(PIPELINE + "cases:\n  - id: keep\n" + DROP)
+    (project / "cases/b.yaml").write_text(PIPELINE + "cases:\n  - id: crash\n  - id: fine\n")
+    made = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
+    made.assert_outcomes(passed=4)
+    a.write_text(a.read_text().replace(DROP, ""))
+    pytester.makeconftest(
+        "import os\n\n\ndef pytest_runtest_call(item):\n"
+        "    if item.name == 'crash' and hasattr(item.config, 'workerinput'):\n"
+        "        os._exit(1)  # the worker dies as if killed\n"
+    )
+    before = snapshot(project / "baselines")
+    result = pytester.runpytest_subprocess(
+        "--comfy-url",
+        comfy.url,
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        "--comfy-update=all",
+        "--comfy-prune",
+    )
+    result.stdout.fnmatch_lines(["*crashed while running*cases/b.yaml::crash*"])
+    result.stdout.fnmatch_lines(["baselines not pruned: an xdist worker crashed"])
+    assert "baselines deleted" not in result.stdout.str()
+    assert snapshot(project / "baselines") == before
