@@ -22,6 +22,8 @@ itself as the message a user should read: no traceback is needed to act on it.
     ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
     ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
     ├── OutputMismatch         outputs differ from their baselines, or a baseline is missing
+    ├── BaselineError          a case's baselines folder is another case file's, or cannot
+    │                          be written (names the path and the cause)
     └── TooSlow                slower than a saved run by more than threshold and spread
 
 Signals caught where they are raised, never shown to a user: ``Unreadable``
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "BaselineError",
     "CaseError",
     "CaseTimeout",
     "ComfytestError",
@@ -181,6 +184,11 @@ class OutputMismatch(ComfytestError):
     def __init__(self, lines: Sequence[str]) -> None:
         self.lines = tuple(lines)
         super().__init__("\n".join(self.lines))
+
+
+class BaselineError(ComfytestError):
+    """A case's baselines cannot be used: its folder belongs to another case file (its
+    manifest says so), or a baseline cannot be written (the path and the OS's reason)."""
 
 
 class TooSlow(ComfytestError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -93,16 +94,18 @@ def wait_for_result(log: Path, line: str, process: subprocess.Popen[bytes]) -> N
     pytest.fail(f"pytest never reported {line!r}")
 
 
-def start_pytest(project: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_pytest(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """pytest on ``project`` in the background, verbose and unbuffered into pytest.log (so
-    ``wait_for_result`` sees each result as it is reported)."""
+    ``wait_for_result`` sees each result as it is reported); ``env`` adds variables."""
     with (project / "pytest.log").open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args],
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 
@@ -126,3 +129,13 @@ def stop_mid_run(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """{path under ``root``: sha256} of every file in the tree (baselines, manifests and
+    anything else): equal snapshots mean nothing was written, changed or deleted."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

@@ -394,7 +394,7 @@ def test_ui_format_workflow_runs_like_its_api_twin(
         assert np.array_equal(np.asarray(api), np.asarray(ui)), "same pixels from the UI file"
 
 
-def test_unused_baselines_reported_on_full_runs_and_deleted_only_on_update_all(
+def test_unused_baselines_reported_on_full_runs_and_deleted_only_with_prune(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:
     cases = project / "cases/pipe.yaml"
@@ -412,22 +412,30 @@ def test_unused_baselines_reported_on_full_runs_and_deleted_only_on_update_all(
     cases.write_text(
         cases.read_text().replace("  - id: drop\n    inputs: {Blur: {blur_radius: 1}}\n", "")
     )
+    gone = "  baselines/pipe/drop/5-0.png: cases/pipe.yaml::drop is no longer a case of cases/pipe.yaml"
 
     partial = run(pytester, comfy, "-k", "keep")
     assert "baselines unused" not in partial.stdout.str(), "a partial run says nothing"
     full = run(pytester, comfy)
     full.assert_outcomes(passed=1, skipped=1)
-    full.stdout.fnmatch_lines(
-        ["baselines unused (--comfy-update=all deletes them): 1", "  pipe/drop/5-0.png"]
-    )
+    full.stdout.fnmatch_lines(["baselines unused (--comfy-prune deletes them): 1", gone])
     assert (project / "baselines/pipe/drop/5-0.png").is_file(), "reported, not deleted"
     parallel = pytester.runpytest_subprocess(
         "--comfy-url", comfy.url, "-n", "2", "-p", "no:cacheprovider"
     )
-    parallel.stdout.fnmatch_lines(["baselines unused (--comfy-update=all deletes them): 1"])
+    parallel.stdout.fnmatch_lines(["baselines unused (--comfy-prune deletes them): 1", gone])
+    rewrite = run(pytester, comfy, "--comfy-update=all")
+    rewrite.stdout.fnmatch_lines(["baselines unused (--comfy-prune deletes them): 1"])
+    assert (project / "baselines/pipe/drop/5-0.png").is_file(), "writing never deletes"
 
-    pruned = run(pytester, comfy, "--comfy-update=all")
-    pruned.stdout.fnmatch_lines(["baselines deleted: 1", "  pipe/drop/5-0.png"])
+    pruned = run(pytester, comfy, "--comfy-prune")
+    pruned.stdout.fnmatch_lines(
+        [
+            "baselines deleted: 2 (committed ones come back with git checkout -- PATH)",
+            gone,
+            "  baselines/pipe/drop/manifest.json: cases/pipe.yaml::drop: it described only those",
+        ]
+    )
     assert not (project / "baselines/pipe/drop").exists(), "its manifest and folder went too"
     assert (project / "baselines/pipe/later/5-0.png").is_file(), "a skipped case keeps its own"
 

@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comfytest.cases.loader import Case, load_cases
@@ -174,3 +176,28 @@ def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
     )
     for later in ("c-after", "d-after"):
         assert "still does not answer: this case was not run" in cases[later]["message"]
+
+
+def test_closing_a_client_cancels_the_prompt_it_queued_and_never_followed(
+    comfy: ManagedServer, tmp_path: Path
+) -> None:
+    """Ctrl-C or SIGTERM between two cases: the next case's prompt, queued ahead, is not
+    being followed yet. Closing the run (pytest's unconfigure) interrupts it on the server."""
+    store = BaselineStore(tmp_path / "baselines", tmp_path / "results")
+    runner = Runner(store, url=comfy.url)
+    prompt = runner.prepare(fox())
+    prompt["3"]["inputs"]["steps"] = 5000
+    prompt_id = runner.client().submit(prompt)
+    deadline = time.monotonic() + 300  # hang guards only
+    while time.monotonic() < deadline:
+        running = httpx.get(f"{comfy.url}/queue", timeout=10).json()["queue_running"]
+        if any(item[1] == prompt_id for item in running):
+            break
+        time.sleep(0.1)
+    runner.close()
+    entry = None
+    while entry is None and time.monotonic() < deadline + 300:
+        entry = httpx.get(f"{comfy.url}/history/{prompt_id}", timeout=10).json().get(prompt_id)
+        time.sleep(0.2)
+    assert entry is not None
+    assert [kind for kind, _ in entry["status"]["messages"]][-1] == "execution_interrupted"

@@ -18,12 +18,13 @@ import pytest
 from PIL import Image
 
 from comfytest.atomic import atomic_write
-from comfytest.judging.baselines import BaselineStore, unused_baselines
+from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.compare import Tolerance
 from comfytest.judging.images import read_frames
-from comfytest.runtime import ManagedServer
+from comfytest.judging.prune import CaseFileRun, unused_baselines
+from comfytest.runtime import ManagedServer, Runtime
 
-from .conftest import start_pytest, stop_mid_run
+from .conftest import processes_mentioning, start_pytest, stop_mid_run, wait_for_result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,10 +109,13 @@ def test_kill_9_during_an_update_run_keeps_what_finished_and_nothing_half(
     assert "2 passed, 2 deselected" in judged.stdout
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
-    project: Path, comfy: ManagedServer
+    project: Path, comfy: ManagedServer, stop: signal.Signals
 ) -> None:
-    (project / "cases/t.yaml").write_text(cases(seed=92))
+    """SIGTERM (``timeout``, a cancelled CI job) takes the same path as Ctrl-C."""
+    seed = 92 if stop == signal.SIGINT else 93
+    (project / "cases/t.yaml").write_text(cases(seed=seed))
     process = start_pytest(project, f"--comfy-url={comfy.url}", "--comfy-update=missing")
     stop_mid_run(
         process,
@@ -119,7 +123,7 @@ def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
         comfy.url,
         5000,
         "b-second PASSED",
-        lambda: process.send_signal(signal.SIGINT),  # Ctrl-C
+        lambda: process.send_signal(stop),
         hang_guard=120,
     )
     output = (project / "pytest.log").read_text()
@@ -134,10 +138,10 @@ def test_ctrl_c_during_an_update_run_records_what_finished_and_stops_the_prompt(
     # The client interrupted its prompt on the way out: it ended, interrupted, long before
     # its 5000 steps (the wait is a hang guard; the status says how it ended).
     deadline = time.monotonic() + 600
-    entry = endless_prompt_entry(comfy.url, 92)
+    entry = endless_prompt_entry(comfy.url, seed)
     while entry is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        entry = endless_prompt_entry(comfy.url, 92)
+        entry = endless_prompt_entry(comfy.url, seed)
     assert entry is not None
     assert [kind for kind, _ in entry["status"]["messages"]][-1] == "execution_interrupted"
 
@@ -163,7 +167,8 @@ def test_a_writer_killed_mid_write_leaves_no_baseline_and_its_leftover_goes(
     assert leftover.name.startswith(".9-0.png.")
     assert leftover.name.endswith(".tmp")
     assert not target.exists(), "the half-written file never became the baseline"
-    assert unused_baselines(store.root, set(), set()) == [], "nor counts as one"
+    whole = [CaseFileRun("cases/t.yaml", "t", complete=True)]
+    assert unused_baselines(store.root, whole, set(), set(), set()) == [], "nor counts as one"
     # A temporary file of a writer that still runs (another update run) is left alone.
     alive = target.parent / f".9-0.png.{os.getpid()}.x.tmp"
     alive.write_bytes(b"being written")
@@ -201,3 +206,41 @@ def test_two_update_runs_at_once_corrupt_nothing(project: Path, comfy: ManagedSe
     )
     assert judged.returncode == 0, judged.stdout
     assert "9 passed" in judged.stdout
+
+
+def test_sigterm_under_comfy_launch_writes_the_record_and_leaves_no_server(
+    project: Path, runtime: Runtime
+) -> None:
+    (project / "cases/t.yaml").write_text(cases(seed=95))
+    tmp = project / "tmp"  # the run's temporary folder: comfytest's must be gone from it
+    tmp.mkdir()
+    process = start_pytest(
+        project,
+        "--comfy-launch",
+        f"--comfy-home={runtime.root.parent.parent}",  # pytester points $HOME elsewhere
+        "--comfy-update=missing",
+        "--comfy-report=report.html",
+        env={"TMPDIR": str(tmp)},
+    )
+    try:
+        # c-endless was queued while b-second ran: it runs, or is about to, when this ends.
+        wait_for_result(project / "pytest.log", "b-second PASSED", process)
+        process.send_signal(signal.SIGTERM)
+        process.wait(120)  # a hang guard
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = (project / "pytest.log").read_text()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt: SIGTERM" in output
+    record = json.loads((project / ".comfytest/results/run.json").read_text())
+    assert {c["id"]: c["outcome"] for c in record["cases"]} == {
+        "cases/t.yaml::a-first": "passed",
+        "cases/t.yaml::b-second": "passed",
+    }
+    assert (project / "report.html").is_file()
+    servers = project / ".comfytest/servers"
+    assert list(servers.glob("server-*")) == [], "the managed server's folder is gone"
+    assert processes_mentioning(str(servers)) == [], "and so is its process"
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("comfytest-")] == []
+    assert set(check_baselines(project / "baselines")) == {"t/a-first", "t/b-second"}

@@ -79,6 +79,13 @@ class ComfyClient:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Cancel this client's prompts still queued or running, then disconnect.
+
+        A prompt is followed from ``run``; one submitted but never followed (queued ahead
+        for the next case when Ctrl-C or SIGTERM landed between two cases) would otherwise
+        run on. Only prompts this client submitted are touched."""
+        for prompt_id in list(self._early):
+            self.cancel(prompt_id)
         self._socket.drop()
         self._http.close()
 

@@ -98,7 +98,9 @@ def apply(root: Path, changes: list[Change]) -> None:
             data = json.loads((source / PENDING_MANIFEST).read_text())
         except (OSError, ValueError):
             data = read_manifest(root, folder) or {}
-        write_manifest(root, folder, {k: v for k, v in data.items() if k != "outputs"})
+        written = [c.key for c in changes if c.folder == folder]
+        fields = {k: v for k, v in data.items() if k != "outputs"}
+        write_manifest(root, folder, fields, written)
 
 
 def _matches(case_id: str, pattern: str) -> bool:

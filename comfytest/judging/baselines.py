@@ -29,11 +29,12 @@ from typing import Any
 
 from PIL import Image
 
-from comfytest.atomic import atomic_write
+from comfytest.atomic import TEMP_SUFFIX, atomic_write
 from comfytest.defaults import KEEP_MODES, UPDATE_MODES, KeepMode, Status, UpdateMode
+from comfytest.errors import BaselineError
 from comfytest.judging.compare import Comparison, Tolerance, compare_frames
 from comfytest.judging.images import Frames, Unreadable, difference_image, write_png
-from comfytest.judging.manifest import MANIFEST, stored_phashes
+from comfytest.judging.manifest import read_manifest, stored_phashes
 
 try:
     import fcntl
@@ -45,8 +46,6 @@ __all__ = [
     "UPDATE_MODES",
     "BaselineStore",
     "Verdict",
-    "delete_baselines",
-    "unused_baselines",
 ]
 
 
@@ -99,6 +98,7 @@ class BaselineStore:
         results: Path,
         update: UpdateMode | str = UpdateMode.NONE,
         keep: KeepMode | str = KeepMode.FAILED,
+        project: Path | None = None,
     ) -> None:
         if update not in UPDATE_MODES:
             raise ValueError(f"update mode must be one of {', '.join(UPDATE_MODES)}")
@@ -108,36 +108,68 @@ class BaselineStore:
         self.results = results
         self.update = UpdateMode(update)
         self.keep = KeepMode(keep)
+        #: What manifests name files relative to (the rootdir; by default the folder above
+        #: ``root``), so that they read the same in every clone of the project.
+        self.project = project or root.parent
 
     def baseline_path(self, folder: str, key: str) -> Path:
         return self.root / folder / f"{key}.png"
 
     @contextlib.contextmanager
-    def writing(self, folder: str) -> Iterator[None]:
+    def writing(self, folder: str, owner: str | None = None) -> Iterator[None]:
         """Hold the lock of a case's baseline folder while an update run judges and writes it.
 
         Two update runs on the same baselines then take turns per case, so a folder's PNGs
         and its manifest come from one run; each file is atomic either way. Nothing is
         locked when nothing may be written (``update="none"``), nor where ``fcntl`` is
         missing (Windows). The lock is the folder's own (``flock``), so no lock file is left.
+
+        ``owner`` (``"<case file>::<case>"``) is checked against the folder's manifest first:
+        a folder another existing case file owns is a ``BaselineError``, judged or written by
+        no other. A baseline that cannot be written is a ``BaselineError`` naming the path
+        and the OS's reason; every file is whole, written or not.
         """
-        if self.update == "none" or fcntl is None:
+        self.check_owner(folder, owner)
+        if self.update == "none":
             yield
             return
         target = self.root / folder
         made = not target.exists()
-        target.mkdir(parents=True, exist_ok=True)
-        handle = os.open(target, os.O_RDONLY)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            target.mkdir(parents=True, exist_ok=True)
+            handle = os.open(target, os.O_RDONLY) if fcntl is not None else None
+        except OSError as exc:
+            raise _unwritable(exc, target) from None
+        try:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+        except OSError as exc:
+            if not exc.filename or not Path(os.fsdecode(exc.filename)).is_relative_to(self.root):
+                raise
+            raise _unwritable(exc, target) from None
         finally:
-            os.close(handle)  # releases the lock
+            if handle is not None:
+                os.close(handle)  # releases the lock
             if made:  # nothing written (the case failed first): leave no empty folders
                 with contextlib.suppress(OSError):
                     while target != self.root:
                         target.rmdir()
                         target = target.parent
+
+    def check_owner(self, folder: str, owner: str | None) -> None:
+        """A folder whose manifest names another case file that still exists is that
+        file's: two case files map to one baselines folder (``t.yml`` and ``t.yaml``)."""
+        recorded = (read_manifest(self.root, folder) or {}).get("case")
+        if owner is None or not isinstance(recorded, str):
+            return
+        theirs, mine = recorded.partition("::")[0], owner.partition("::")[0]
+        if theirs == mine or not (self.project / theirs).is_file():
+            return  # the same file, or a case file renamed since (its folder is adopted)
+        raise BaselineError(
+            f"{self.root / folder}/ belongs to {recorded} (its manifest.json), not to "
+            f"{owner}: two case files map to one baselines folder; rename one of them"
+        )
 
     def judge(
         self,
@@ -275,37 +307,12 @@ class BaselineStore:
         return paths[0]
 
 
+def _unwritable(exc: OSError, folder: Path) -> BaselineError:
+    """The OS's reason, at the path it names unless that is a temporary file of a write."""
+    where = Path(os.fsdecode(exc.filename)) if exc.filename else folder
+    at = "" if where == folder or where.name.endswith(TEMP_SUFFIX) else f" ({where})"
+    return BaselineError(f"cannot write the baselines in {folder}/: {exc.strerror or exc}{at}")
+
+
 def _clip(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def unused_baselines(
-    root: Path, used: set[tuple[str, str]], untouched_folders: set[str]
-) -> list[Path]:
-    """Baseline PNGs under ``root`` that no case of a complete run judged.
-
-    ``used`` holds (folder, key) of every output judged; a folder in ``untouched_folders``
-    belongs to a case that ran no judgement (skipped, or failed before its outputs), so
-    everything in it counts as used.
-    """
-    used_paths = {root / folder / f"{key}.png" for folder, key in used}
-    untouched = [root / folder for folder in untouched_folders]
-    used_paths |= {root / folder / f"{key}.txt" for folder, key in used}
-    found = sorted([*root.rglob("*.png"), *root.rglob("*.txt")])
-    return [
-        path
-        for path in found
-        if path not in used_paths and not any(path.is_relative_to(f) for f in untouched)
-    ]
-
-
-def delete_baselines(root: Path, paths: list[Path]) -> None:
-    """Delete baselines, then manifests and folders left describing nothing."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-    for folder in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
-        if not any(folder.glob("*.png")) and not any(folder.glob("*.txt")):
-            (folder / MANIFEST).unlink(missing_ok=True)
-        while folder != root and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-            folder = folder.parent

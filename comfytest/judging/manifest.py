@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from comfytest.judging.images import Frames, Unreadable
 __all__ = [
     "MANIFEST",
     "PENDING_MANIFEST",
+    "case_owner",
     "read_manifest",
     "stored_phashes",
     "write_manifest",
@@ -31,6 +32,16 @@ MANIFEST = "manifest.json"
 PENDING_MANIFEST = "manifest.pending.json"
 
 
+def case_owner(case_file: Path, project: Path) -> str:
+    """A case file as manifests name their owner: relative to the project (a store's
+    ``project``), as in a clone of it; else its absolute path."""
+    return (
+        case_file.relative_to(project).as_posix()
+        if case_file.is_relative_to(project)
+        else str(case_file)
+    )
+
+
 def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
     """The manifest beside a case's baselines, or None (absent or unreadable)."""
     try:
@@ -40,10 +51,27 @@ def read_manifest(root: Path, folder: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
-    """Describe a case's baselines (every PNG in its folder) next to them, atomically."""
-    outputs: dict[str, Any] = {}
-    for png in sorted((root / folder).glob("*.png")):
+def write_manifest(
+    root: Path, folder: str, data: dict[str, Any], keys: Iterable[str] | None = None
+) -> None:
+    """Describe a case's baselines next to them, atomically: the outputs ``keys`` (the
+    case's own; by default every PNG and text file in the folder), plus the entries of
+    the manifest before for outputs whose files are still there, as they were recorded.
+
+    Only what comfytest wrote is ever named: a file a user put beside the baselines is
+    not, so pruning never deletes it."""
+    folder_path = root / folder
+    wanted = None if keys is None else set(keys)
+    before = (read_manifest(root, folder) or {}).get("outputs")
+    outputs: dict[str, Any] = {
+        key: entry
+        for key, entry in (before if isinstance(before, dict) else {}).items()
+        if isinstance(entry, dict)
+        and (folder_path / (f"{key}.txt" if "text" in entry else f"{key}.png")).is_file()
+    }
+    for png in sorted(folder_path.glob("*.png")):
+        if wanted is not None and png.stem not in wanted:
+            continue
         pixels, hashes, first = hashlib.sha256(), [], None
         try:
             for frame in Frames(png, side="baseline"):  # one frame at a time
@@ -62,12 +90,17 @@ def write_manifest(root: Path, folder: str, data: dict[str, Any]) -> None:
             "pixels_sha256": pixels.hexdigest()[:16],
             "png_sha256": _file_digest(png),
         }
-    for txt in sorted((root / folder).glob("*.txt")):
+    for txt in sorted(folder_path.glob("*.txt")):
+        if wanted is not None and txt.stem not in wanted:
+            continue
         text = txt.read_text(encoding="utf-8", errors="replace")
-        outputs[txt.stem] = {"text": text if len(text) <= 200 else text[:200] + "..."}
-    manifest = {**data, "outputs": outputs}
+        outputs[txt.stem] = {
+            "text": text if len(text) <= 200 else text[:200] + "...",
+            "sha256": _file_digest(txt),
+        }
+    manifest = {**data, "outputs": dict(sorted(outputs.items()))}
     atomic_write(
-        root / folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        folder_path / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     )
 
 

@@ -7,9 +7,12 @@ a case file is collected or a ComfyUI server is configured.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Generator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -51,7 +54,14 @@ def pytest_configure(config: pytest.Config) -> None:
     html = config.pluginmanager.get_plugin("html")
     if html is not None and getattr(config.option, "htmlpath", None):
         config.pluginmanager.register(HtmlExtras(html), "comfytest-html")
-    store = BaselineStore(settings.baselines, settings.results, settings.update, settings.keep)
+    sigterm_as_ctrl_c(config)
+    store = BaselineStore(
+        settings.baselines,
+        settings.results,
+        settings.update,
+        settings.keep,
+        project=config.rootpath,
+    )
     workerinput = getattr(config, "workerinput", {})
     # Managed servers the xdist controller started for the workers (--comfy-servers).
     shared = [
@@ -75,6 +85,27 @@ def pytest_configure(config: pytest.Config) -> None:
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")
     if controller and settings.launch and settings.server_count > 1:
         config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
+
+
+def sigterm_as_ctrl_c(config: pytest.Config) -> None:
+    """SIGTERM (what ``timeout`` and a cancelled CI job send) takes the Ctrl-C path: the
+    running prompt is interrupted, run.json and the report are written for what finished,
+    the servers stop, and pytest exits 2. Only in the main thread, and only when nothing
+    else handles SIGTERM; the default comes back at the end of the run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is stop:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, stop)
+    config.add_cleanup(restore)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

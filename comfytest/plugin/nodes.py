@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from comfytest.cases.loader import Case, load_cases
+from comfytest.cases.loader import DEFAULTS_FILE, Case, load_cases
 from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
     TooSlow,
 )
+from comfytest.judging.manifest import case_owner
 from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
 from comfytest.reports.progress import LiveProgress
 from comfytest.reports.record import CaseRecord
@@ -58,6 +59,35 @@ def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
     return path.stem
 
 
+#: Baselines folder name -> the case file collected for it (one file per folder).
+FOLDERS_KEY = pytest.StashKey[dict[str, Path]]()
+
+
+def folder_clash(path: Path, folder: str, config: pytest.Config) -> str | None:
+    """Why case file ``path`` may not have baselines folder ``folder``: another case file has
+    it too (``t.yml`` beside ``t.yaml`` even when only one is collected, or a file of the
+    same name under another case root). Each would overwrite the other's baselines."""
+    claimed = config.stash.setdefault(FOLDERS_KEY, {})
+    others = [claimed[folder]] if claimed.get(folder, path) != path else []
+    others += [
+        sibling
+        for sibling in (path.with_suffix(s) for s in (".yaml", ".yml") if s != path.suffix)
+        if sibling.is_file() and sibling.name != DEFAULTS_FILE and sibling not in others
+    ]
+    claimed.setdefault(folder, path)
+    if not others:
+        return None
+    root = config.rootpath
+    names = [p.relative_to(root) if p.is_relative_to(root) else p for p in (path, *others)]
+    baselines = config.stash[SETTINGS_KEY].baselines
+    shown = baselines.relative_to(root) if baselines.is_relative_to(root) else baselines
+    return (
+        f"{names[0]}: its baselines folder {shown / folder}/ is also that of "
+        f"{', '.join(str(n) for n in names[1:])}; each would overwrite the other's "
+        "baselines: rename one of them"
+    )
+
+
 SAVED_RUN_KEY = pytest.StashKey[SavedRun | None]()
 
 
@@ -86,14 +116,25 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[CaseItem]:
         settings = self.config.stash[SETTINGS_KEY]
         root = next((r for r in settings.case_paths if self.path.is_relative_to(r)), None)
+        folder = case_name(self.path, settings.case_paths, self.config.rootpath)
+        clash = folder_clash(self.path, folder, self.config)
+        if clash:
+            raise self.CollectError(clash)
         try:
             within = None if settings.allow_outside else self.config.rootpath
             cases = load_cases(self.path, root, within)
         except ComfytestError as exc:
             raise self.CollectError(str(exc)) from None
+        # What the run's end needs to prove every case of this file ran (see judging/prune.py).
+        whole = {
+            "owner": case_owner(self.path, self.config.rootpath),
+            "folder": folder,
+            "cases": len(cases),
+        }
         for index, case in enumerate(cases):
             item = CaseItem.from_parent(self, name=case.name, case=case, index=index)
             item.record.folder = f"{item.case_name}/{case.folder}"
+            item.record.case_file = whole
             for mark in case.marks:
                 item.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
             for axis, value in case.values.items():

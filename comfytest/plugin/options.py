@@ -56,6 +56,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="write baselines: none (default), missing, changed or all",
     )
     group.addoption(
+        "--comfy-prune",
+        dest="comfy_prune",
+        action="store_true",
+        default=False,
+        help="delete unused baselines: only files a comfytest manifest names, of case files "
+        "whose every case ran, after a run that ended normally (each one listed)",
+    )
+    group.addoption(
         "--comfy-keep",
         dest="comfy_keep",
         metavar="WHICH",

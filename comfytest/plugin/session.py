@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from comfytest.atomic import atomic_write
-from comfytest.judging.baselines import delete_baselines, unused_baselines
+from comfytest.judging.prune import CaseFileRun, Unused, delete_unused, unused_baselines
 from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
@@ -35,7 +35,9 @@ class Summary:
     """Counts output verdicts and finds unused baselines from test reports.
 
     Reports reach the xdist controller too, so this works the same with and without xdist;
-    only the process that is not an xdist worker reports and deletes.
+    only the process that is not an xdist worker reports and deletes. Unused baselines are
+    looked for only after a session that provably ran to its end (``_ended_normally``), and
+    only among those of case files whose every case finished (``judging/prune.py``).
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -45,8 +47,18 @@ class Summary:
         self.folders: set[str] = set()
         self.judged_folders: set[str] = set()
         self.collection_failed = False
-        self.unused: list[Path] = []
-        self.deleted = False
+        #: Per case file (the file part of a node id): what its items said of it at
+        #: collection (owner, baselines folder, number of cases), and the items that finished.
+        self.case_files: dict[str, dict[str, Any]] = {}
+        self.finished: dict[str, set[str]] = {}
+        #: A report from outside the setup/call/teardown protocol: an xdist worker crashed.
+        self.crashed = False
+        self.interrupted = False
+        self.loop_finished = False
+        self.unused: list[Unused] = []
+        self.deleted: list[Unused] = []
+        #: Why --comfy-prune deleted nothing, when it could not prove the run complete.
+        self.not_pruned = ""
         self.environment_changes: dict[str, int] = {}
         self.noise: dict[str, dict[str, Any]] = {}
         self.cases: list[dict[str, Any]] = []
@@ -62,12 +74,28 @@ class Summary:
         if report.failed:
             self.collection_failed = True
 
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield  # an interrupt (a second Ctrl-C too) or a stop raises past this line
+        self.loop_finished = True
+        return result
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when not in ("setup", "call", "teardown"):
+            self.crashed = True  # an xdist worker crashed: its report carries no record
         record = record_of(report)
         if record is None:
             return
         folder = record.folder
         self.folders.add(folder)
+        if record.case_file is not None:
+            case_file = report.nodeid.split("::")[0]
+            self.case_files[case_file] = record.case_file
+            if report.when == "teardown":
+                self.finished.setdefault(case_file, set()).add(report.nodeid)
         if report.when == "call":
             if record.sweep is not None:
                 self.sweeps.append(record.sweep)
@@ -141,33 +169,46 @@ class Summary:
                 write_html_report(record, settings.results, settings.report)
         if not self.folders or settings.noise_floor:
             return
-        if not self._whole_suite(session, exitstatus) or not settings.baselines.is_dir():
+        why_not = self._ended_normally(session, exitstatus)
+        files = [
+            CaseFileRun(
+                known["owner"],
+                known["folder"],
+                complete=len(self.finished.get(case_file, ())) == known["cases"],
+            )
+            for case_file, known in sorted(self.case_files.items())
+        ]
+        if not why_not and not any(f.complete for f in files):
+            why_not = "no case file had every one of its cases selected and finished"
+        if why_not:
+            self.not_pruned = why_not
             return
         untouched = self.folders - self.judged_folders
-        self.unused = unused_baselines(settings.baselines, self.used, untouched)
-        if self.unused and settings.update == "all":
-            delete_baselines(settings.baselines, self.unused)
-            self.deleted = True
+        self.unused = unused_baselines(
+            settings.baselines, files, self.used, self.judged_folders, untouched
+        )
+        if self.unused and settings.prune:
+            self.deleted = delete_unused(settings.baselines, self.unused)
 
-    def _whole_suite(self, session: pytest.Session, exitstatus: int) -> bool:
-        """True when every case of every case folder ran: only then is "unused" true."""
-        narrowing = ("keyword", "markexpr", "deselect", "lf", "maxfail", "stepwise")
-        if (
-            self.collection_failed
-            or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-            or any(getattr(self.config.option, name, None) for name in narrowing)
-        ):
-            return False
-        roots = self.config.stash[SETTINGS_KEY].case_paths
-        args = [self.config.invocation_params.dir / a for a in self.config.args if "::" not in a]
-        if len(args) != len(self.config.args):
-            return False
-        return all(any(root.is_relative_to(arg.resolve()) for arg in args) for root in roots)
+    def _ended_normally(self, session: pytest.Session, exitstatus: int) -> str:
+        """Why the session did not provably run to its end, or "" when it did."""
+        if session.shouldstop or session.shouldfail:  # -x, --maxfail, a stop requested
+            return f"the run stopped early ({session.shouldstop or session.shouldfail})"
+        if self.interrupted or not self.loop_finished:
+            return "the run was interrupted"
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            return f"the run ended with exit status {int(exitstatus)}"
+        if self.collection_failed:
+            return "a file could not be collected"
+        if self.crashed:
+            return "an xdist worker crashed"
+        return ""
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.servers.server_line if runner is not None else ""
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
+        quiet = quiet and not (self.config.stash[SETTINGS_KEY].prune and self.not_pruned)
         if quiet and not self.infrastructure and not self.retried:
             return
         terminalreporter.write_sep("-", "comfytest")
@@ -228,14 +269,31 @@ class Summary:
             terminalreporter.write_line("baselines made in another environment:")
             for change, cases in sorted(self.environment_changes.items()):
                 terminalreporter.write_line(f"  {change} ({cases} cases)")
-        if self.unused:
-            root = self.config.stash[SETTINGS_KEY].baselines
-            verb = "deleted" if self.deleted else "unused (--comfy-update=all deletes them)"
-            terminalreporter.write_line(f"baselines {verb}: {len(self.unused)}")
-            for path in self.unused[:20]:
-                terminalreporter.write_line(f"  {path.relative_to(root)}")
-            if len(self.unused) > 20:
-                terminalreporter.write_line(f"  ... and {len(self.unused) - 20} more")
+        self._write_unused(terminalreporter)
+
+    def _write_unused(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Every baseline deleted, and every one found unused, each with why."""
+        settings = self.config.stash[SETTINGS_KEY]
+        root = self.config.rootpath
+
+        def shown(path: Path) -> str:
+            return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+        if self.deleted:
+            terminalreporter.write_line(
+                f"baselines deleted: {len(self.deleted)} (committed ones come back with "
+                "git checkout -- PATH)"
+            )
+            for item in self.deleted:
+                terminalreporter.write_line(f"  {shown(item.path)}: {item.reason}")
+        left = [u for u in self.unused if u not in self.deleted]
+        if left:
+            hint = "" if settings.prune else " (--comfy-prune deletes them)"
+            terminalreporter.write_line(f"baselines unused{hint}: {len(left)}")
+            for item in left:
+                terminalreporter.write_line(f"  {shown(item.path)}: {item.reason}")
+        if settings.prune and self.not_pruned:
+            terminalreporter.write_line(f"baselines not pruned: {self.not_pruned}")
 
 
 class HtmlExtras:

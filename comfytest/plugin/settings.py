@@ -50,6 +50,8 @@ class Settings:
     server_count: int = 1
     #: --comfy-server-tag: the tags of every managed server.
     server_tags: tuple[tuple[str, str], ...] = ()
+    #: --comfy-prune: delete the unused baselines a complete run proves unused.
+    prune: bool = False
 
     @property
     def configured(self) -> bool:
@@ -157,6 +159,7 @@ class Settings:
             servers=servers,
             server_count=server_count,
             server_tags=server_tags,
+            prune=bool(config.getoption("comfy_prune")),
         )
 
 

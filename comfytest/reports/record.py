@@ -25,6 +25,9 @@ class CaseRecord:
 
     #: Where the case's baselines live, under the baselines folder.
     folder: str = ""
+    #: Its case file: owner (as manifests name it), baselines folder, number of cases, so
+    #: the run's end can prove every case of the file ran (comfytest.judging.prune).
+    case_file: dict[str, Any] | None = None
     description: str = ""
     #: Output key -> verdict status (passed, failed, missing, created, updated).
     outputs: dict[str, str] | None = None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest.cases.loader import Case
+from comfytest.judging.manifest import case_owner
 from comfytest.runner.prompt import NONCE_INPUT, Prepared
 from comfytest.workflow.prompt import prompt_digest
 
@@ -31,7 +32,7 @@ def case_manifest(
     for upload in applied.uploads:
         inputs.setdefault(upload.node_id, {})[upload.input_name] = relative(upload.path, project)
     return {
-        "case": f"{relative(case.path, project)}::{case.name}",
+        "case": f"{case_owner(case.path, project)}::{case.name}",
         "workflow": relative(case.workflow_path, project),
         "prompt_digest": prompt_digest(plain),
         "seed": case.seed,

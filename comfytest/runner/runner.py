@@ -26,7 +26,12 @@ from comfytest.comfy.servers import Servers
 from comfytest.errors import ComfytestError, ServerError
 from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.images import read_frames
-from comfytest.judging.manifest import PENDING_MANIFEST, read_manifest, write_manifest
+from comfytest.judging.manifest import (
+    PENDING_MANIFEST,
+    case_owner,
+    read_manifest,
+    write_manifest,
+)
 from comfytest.judging.noise import OutputNoise, summarize
 from comfytest.runner.manifests import case_manifest
 from comfytest.runner.prompt import Fresh, Prepared, prepare
@@ -128,7 +133,8 @@ class Runner:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run, server=client.url)
         folder = f"{case_name}/{case.folder}"
-        with self.store.writing(folder):  # one update run at a time per case folder
+        owner = f"{case_owner(case.path, self.store.project)}::{case.name}"
+        with self.store.writing(folder, owner):  # one update run at a time per case folder
             download_s, compare_s = self._judge_outputs(case, folder, prompt, result, client)
             self._write_manifest(case, folder, prepared, result, index)
         seconds = {
@@ -207,10 +213,11 @@ class Runner:
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
         )
-        project = self.store.root.parent
+        project = self.store.project
         if wrote or refresh:
             manifest = case_manifest(case, prepared, project, self.environment(server))
-            write_manifest(self.store.root, folder, manifest)
+            keys = [v.key for v in result.verdicts]
+            write_manifest(self.store.root, folder, manifest, keys)
         else:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
