@@ -21,7 +21,13 @@ import pytest
 # Loaded once here: pytester's in-process runs drop modules imported during a run, and numpy's
 # extension modules cannot be loaded twice in one process (imagehash.phash imports this lazily).
 import scipy.fftpack  # noqa: F401
+import yaml  # noqa: F401
 
+# The plugin loads the case machinery only when a case file is collected; inside an
+# in-process run that import would be dropped at its end and redone by the next run, which
+# PyYAML's loader registry does not survive. Loaded once here instead.
+import comfytest.plugin.nodes
+import comfytest.plugin.session  # noqa: F401
 from comfytest.runtime import ManagedServer, Runtime, install, start_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -217,8 +217,25 @@ def test_a_corrupt_baseline_fails_with_its_path(tmp_path: Path) -> None:
     atomic_write(path, b"\x89PNG\r\n\x1a\n truncated")
     verdict = s.judge("suite/case", "9-0", "9", texture(1), Tolerance())
     assert verdict.status == "failed"
-    assert verdict.problem.startswith("baseline unreadable")
+    assert verdict.problem.startswith("the baseline is corrupt")
+    assert f"git checkout -- {path}" in verdict.problem
+    assert verdict.baseline_corrupt
+    assert not verdict.acceptable
     assert verdict.baseline == path
+
+
+@pytest.mark.parametrize("update", ["none", "changed", "all"])
+def test_a_git_lfs_pointer_is_named_and_never_written_over(tmp_path: Path, update: str) -> None:
+    s = store(tmp_path, update)
+    path = s.baseline_path("suite/case", "9-0")
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n"
+    atomic_write(path, pointer)
+    verdict = s.judge("suite/case", "9-0", "9", texture(1), Tolerance())
+    assert verdict.status == "failed"
+    assert verdict.problem.startswith("the baseline is a Git LFS pointer, not the image")
+    assert "git lfs pull" in verdict.problem
+    assert not verdict.acceptable
+    assert path.read_bytes() == pointer, "an update run leaves it as it is"
 
 
 def test_atomic_write_leaves_old_content_when_interrupted(

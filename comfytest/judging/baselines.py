@@ -46,6 +46,7 @@ __all__ = [
     "UPDATE_MODES",
     "BaselineStore",
     "Verdict",
+    "corrupt_baseline",
 ]
 
 
@@ -63,6 +64,22 @@ class Verdict:
     diff: Path | None = None
     #: The output itself could not be decoded (a truncated or corrupt download).
     unreadable: bool = False
+    #: The baseline could not be decoded (corrupt, or a Git LFS pointer): never accept over it.
+    baseline_corrupt: bool = False
+    #: The baseline's output was not produced this time.
+    lost: bool = False
+
+    @property
+    def acceptable(self) -> bool:
+        """Accepting the actual output as the baseline is safe advice: it differs or is
+        missing, and both sides are readable images."""
+        bad = self.unreadable or self.baseline_corrupt or self.lost
+        return self.status in (Status.FAILED, Status.MISSING) and not bad
+
+    @property
+    def changed(self) -> bool:
+        """Its pixels differ from the baseline's, whatever the verdict."""
+        return self.comparison is not None and not self.comparison.identical
 
     @property
     def ok(self) -> bool:
@@ -81,6 +98,7 @@ class Verdict:
             "baseline_copy": str(copy) if copy and copy.exists() else None,
             "diff": str(self.diff) if self.diff and self.diff.exists() else None,
             "unreadable": self.unreadable,
+            "baseline_corrupt": self.baseline_corrupt,
         }
 
 
@@ -200,12 +218,18 @@ class BaselineStore:
             except Unreadable as exc:
                 if exc.side != "baseline":
                     raise
-                if self.update in ("changed", "all"):
-                    write_png(path, frames.all())
-                    return Verdict(key, label, Status.UPDATED, path)
+                # Never written over, not even by an update run: a corrupt file or an
+                # LFS pointer is restored, not replaced by unreviewed output.
                 kept = self._keep(folder, key, frames)
-                problem = f"baseline unreadable: {exc.reason}"
-                return Verdict(key, label, Status.FAILED, path, kept, problem=problem)
+                return Verdict(
+                    key,
+                    label,
+                    Status.FAILED,
+                    path,
+                    kept,
+                    problem=corrupt_baseline(path, str(exc.reason)),
+                    baseline_corrupt=True,
+                )
             rewrite = (self.update == "changed" and not comparison.passed) or (
                 self.update == "all" and not comparison.identical
             )
@@ -316,3 +340,25 @@ def _unwritable(exc: OSError, folder: Path) -> BaselineError:
 
 def _clip(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+#: How a Git LFS pointer file starts (https://git-lfs.com/spec/v1).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def corrupt_baseline(path: Path, reason: str) -> str:
+    """Why a baseline cannot be read, and what to do instead of accepting over it."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(LFS_POINTER))
+    except OSError:
+        head = b""
+    if head == LFS_POINTER:
+        return (
+            "the baseline is a Git LFS pointer, not the image: fetch it (git lfs pull); "
+            "do not accept over it"
+        )
+    return (
+        f"the baseline is corrupt ({reason}): restore it (git checkout -- {path}), or "
+        "delete it and make it afresh with --comfy-update=missing; do not accept over it"
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from comfytest.cases.loader import DEFAULTS_FILE, Case, load_cases
+from comfytest.defaults import Status
 from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
@@ -243,6 +244,9 @@ class CaseItem(pytest.Item):
             v.key: v.comparison.as_dict() for v in result.verdicts if v.comparison
         }
         record.evidence = {v.key: v.evidence() for v in result.verdicts}
+        record.changed_within_tolerance = [
+            v.key for v in result.verdicts if v.status == Status.PASSED and v.changed
+        ] or None
         record.timings = result.timings
         record.cached_nodes = list(result.run.cached_nodes)
         record.environment_changes = result.environment_changes
@@ -264,15 +268,19 @@ class CaseItem(pytest.Item):
             }
 
     def _accept_hint(self, result: CaseResult) -> list[str]:
-        if not any(v.status in ("missing", "failed") and not v.unreadable for v in result.verdicts):
+        """The command that accepts this case's new outputs, complete with the options this
+        run used to reach its server; none when accepting would be unsafe (an unreadable
+        baseline or output, a lost output)."""
+        if not any(v.acceptable for v in result.verdicts):
             return []
-        mode = "missing" if all(v.status != "failed" for v in result.verdicts) else "changed"
-        target = shlex.quote(
+        mode = "missing" if all(v.status != Status.FAILED for v in result.verdicts) else "changed"
+        target = (
             f"{self.path.relative_to(self.config.rootpath)}::{self.name}"
             if self.path.is_relative_to(self.config.rootpath)
             else self.nodeid
         )
-        return [f"  accept it: pytest {target} --comfy-update={mode}"]
+        words = ["pytest", target, *replayed_options(self.config), f"--comfy-update={mode}"]
+        return [f"  accept it: {shlex.join(words)}"]
 
     def repr_failure(
         self,
@@ -285,3 +293,38 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.case.line - 1, f"case {self.name}"
+
+
+#: Options a pasted accept command must not repeat (they would change what it does).
+NOT_REPLAYED = (
+    "--comfy-update",
+    "--comfy-prune",
+    "--comfy-report",
+    "--comfy-noise-floor",
+    "--comfy-compare",
+    "--comfy-slower-than",
+    "--comfy-repeat",
+    "--comfy-warmup",
+)
+#: Options that take no value.
+FLAGS = ("--comfy-launch", "--comfy-allow-outside", "--comfy-prune")
+
+
+def replayed_options(config: pytest.Config) -> list[str]:
+    """The ``--comfy-*`` options (and ``-c``/``--rootdir``) this run was given, as given,
+    minus those that would change what an accept run does."""
+    args = list(config.invocation_params.args)
+    kept: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = str(args[i])
+        name = arg.split("=", 1)[0]
+        takes_value = "=" not in arg and name not in FLAGS
+        if name.startswith("--comfy-") or name in ("-c", "--config-file", "--rootdir"):
+            words = [arg, str(args[i + 1])] if takes_value and i + 1 < len(args) else [arg]
+            if name not in NOT_REPLAYED:
+                kept += words
+            i += len(words)
+            continue
+        i += 1
+    return kept

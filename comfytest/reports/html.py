@@ -120,8 +120,12 @@ def _case(case: Mapping[str, Any], results: Path) -> dict[str, Any]:
     comparisons = case.get("comparisons") or {}
     evidence = case.get("evidence") or {}
     statuses = case.get("outputs") or {}
+    changed = set(case.get("changed_within_tolerance") or [])
     outputs = [
-        _output(key, evidence.get(key) or {"status": status}, comparisons.get(key), results)
+        {
+            **_output(key, evidence.get(key) or {"status": status}, comparisons.get(key), results),
+            "changed": key in changed,
+        }
         for key, status in statuses.items()
     ]
     return {

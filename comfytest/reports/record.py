@@ -32,6 +32,8 @@ class CaseRecord:
     #: Output key -> verdict status (passed, failed, missing, created, updated).
     outputs: dict[str, str] | None = None
     comparisons: dict[str, Any] | None = None
+    #: Passing outputs whose pixels differ from their baselines (within the tolerance).
+    changed_within_tolerance: list[str] | None = None
     evidence: dict[str, dict[str, Any]] | None = None
     timings: dict[str, Any] | None = None
     cached_nodes: list[str] | None = None
@@ -101,6 +103,7 @@ def case_record(
         "prompt_id": record.prompt_id,
         "outputs": record.outputs,
         "comparisons": record.comparisons,
+        "changed_within_tolerance": record.changed_within_tolerance or [],
         "timings": record.timings,
         "cached_nodes": record.cached_nodes,
         "environment_changes": record.environment_changes,

@@ -36,6 +36,9 @@ def _row(case: Mapping[str, Any]) -> tuple[str, str, str, str]:
     if notable:
         words = {"failed": "differ"}
         verdict += ": " + ", ".join(f"{statuses.count(s)} {words.get(s, s)}" for s in notable)
+    changed = case.get("changed_within_tolerance") or []
+    if changed:
+        verdict += f"{',' if notable else ':'} {len(changed)} changed within tolerance"
     timings = case.get("timings") or {}
     seconds = timings.get("execution_s") or case.get("duration_s")
     time = f"{seconds:.2f} s" if seconds and isinstance(seconds, (int, float)) else ""

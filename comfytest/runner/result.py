@@ -43,6 +43,10 @@ class CaseResult:
                 continue
             if verdict.unreadable:
                 lines.append(f"{self.case.name}: output {verdict.label} could not be judged")
+            elif verdict.lost:
+                lines.append(f"{self.case.name}: output {verdict.label} was not produced")
+            elif verdict.baseline_corrupt:
+                lines.append(f"{self.case.name}: output {verdict.label} has an unreadable baseline")
             elif verdict.status == "missing":
                 lines.append(f"{self.case.name}: output {verdict.label} has no baseline")
             else:

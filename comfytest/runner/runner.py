@@ -23,8 +23,9 @@ from comfytest.comfy.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallbac
 from comfytest.comfy.environment import differences, server_fingerprint
 from comfytest.comfy.pool import ServerSpec
 from comfytest.comfy.servers import Servers
+from comfytest.defaults import Status, UpdateMode
 from comfytest.errors import ComfytestError, ServerError
-from comfytest.judging.baselines import BaselineStore
+from comfytest.judging.baselines import BaselineStore, Verdict
 from comfytest.judging.images import read_frames
 from comfytest.judging.manifest import (
     PENDING_MANIFEST,
@@ -203,7 +204,35 @@ class Runner:
                     case.tolerance.for_output(text.key),
                 )
             )
+        result.verdicts += self._lost_outputs(folder, prompt, {v.key for v in result.verdicts})
         return download_s, compare_s
+
+    def _lost_outputs(
+        self, folder: str, prompt: dict[str, Any], produced: set[str]
+    ) -> list[Verdict]:
+        """A failing verdict for each output the manifest recorded whose baseline is still
+        there but which the workflow no longer produced (an output node removed, say).
+
+        An update run (``changed``, ``all``) takes the new set of outputs as it is: the lost
+        baseline is then unused, and ``--comfy-prune`` removes it."""
+        if self.store.update in (UpdateMode.CHANGED, UpdateMode.ALL):
+            return []
+        recorded = (read_manifest(self.store.root, folder) or {}).get("outputs") or {}
+        lost = []
+        for key, entry in sorted(recorded.items()):
+            text = isinstance(entry, dict) and "text" in entry
+            path = self.store.root / folder / f"{key}.{'txt' if text else 'png'}"
+            if key in produced or not isinstance(entry, dict) or not path.is_file():
+                continue
+            node_id, _, index = key.rpartition("-")
+            label = _label(prompt, node_id, int(index)) if index.isdigit() else key
+            problem = (
+                "the workflow no longer produces this output, but its baseline is still "
+                "there; if it was removed on purpose: --comfy-update=all --comfy-prune "
+                "deletes the baseline"
+            )
+            lost.append(Verdict(key, label, Status.FAILED, path, problem=problem, lost=True))
+        return lost
 
     def _write_manifest(
         self, case: Case, folder: str, prepared: Prepared, result: CaseResult, server: int
