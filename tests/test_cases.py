@@ -195,7 +195,9 @@ def test_upload_value_must_name_an_existing_file(case_dir: Path) -> None:
         "      4: {ckpt_name: {file: missing.png}}\n",
     )
     assert "file to upload not found" in str(error_of(path))
-    (case_dir / "there.png").write_bytes(b"x")
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(case_dir / "there.png")
     path.write_text(path.read_text().replace("missing.png", "there.png"))
     (case,) = load_cases(path)
     (upload,) = case.recipe.apply(case.workflow).uploads
@@ -433,3 +435,20 @@ def test_the_default_the_gpu_profile_and_a_bare_phash(case_dir: Path) -> None:
     assert (gpu.tolerance.phash, gpu.tolerance.max_diff_ratio) == (2, None)
     assert (bits.tolerance.phash, bits.tolerance.max_diff_ratio) == (5, None)
     assert (mixed.tolerance.phash, mixed.tolerance.max_diff_ratio) == (6, 0.01)
+
+
+def test_a_truncated_upload_image_points_at_the_input(case_dir: Path) -> None:
+    from PIL import Image
+
+    whole = case_dir / "in.png"
+    Image.new("RGB", (16, 16), (9, 99, 199)).save(whole)
+    (case_dir / "cut.png").write_bytes(whole.read_bytes()[:60])
+    path = write(
+        case_dir,
+        "workflow: wf.json\nseed: 1\ncases:\n  - id: a\n    inputs:\n"
+        "      4: {ckpt_name: {file: cut.png}}\n",
+    )
+    error = error_of(path)
+    assert error.line == 6
+    assert "file to upload is not a readable image" in str(error)
+    assert str(case_dir / "cut.png") in str(error)

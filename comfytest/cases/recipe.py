@@ -162,7 +162,31 @@ def check_value(value: Any, path: Path, line: int, name: Any, within: Path | Non
         )
         if not local.is_file():
             raise CaseError(f"{name}: file to upload not found: {local}", path, line)
+        if local.suffix.lower() in IMAGE_SUFFIXES:
+            reason = unreadable_image(local)
+            if reason:
+                raise CaseError(
+                    f"{name}: file to upload is not a readable image ({reason}): {local}",
+                    path,
+                    line,
+                )
         return Upload("", str(name), local)
     if isinstance(value, list):
         raise CaseError(f"{name}: list values are not supported as overrides", path, line)
     return value
+
+
+#: Uploads with these suffixes are checked to be whole images before anything runs.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def unreadable_image(path: Path) -> str:
+    """Why the image at ``path`` cannot be decoded (truncated, corrupt), or ""."""
+    from PIL import Image  # the image stack loads with the first upload, not with the plugin
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
