@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ERROR_KINDS",
+    "FAILURE_KINDS",
     "BaselineError",
     "CaseError",
     "CaseTimeout",
@@ -60,6 +62,7 @@ __all__ = [
     "ServerSpecError",
     "TooSlow",
     "WorkflowError",
+    "kind_of",
 ]
 
 
@@ -179,10 +182,15 @@ class ExecutionFailed(ComfytestError):
 
 
 class OutputMismatch(ComfytestError):
-    """One or more outputs differ from their baselines, or have none."""
+    """One or more outputs differ from their baselines, or have none.
 
-    def __init__(self, lines: Sequence[str]) -> None:
+    ``kind`` says which (see ``kind_of``): "regression" when an output differs or was not
+    produced, "baseline" when baselines are missing or unreadable, "broken" when the server
+    sent no judgeable output."""
+
+    def __init__(self, lines: Sequence[str], kind: str = "regression") -> None:
         self.lines = tuple(lines)
+        self.kind = kind
         super().__init__("\n".join(self.lines))
 
 
@@ -234,12 +242,49 @@ class PreflightFailed(ComfytestError):
 
     def __init__(self, problems: list[Problem], url: str = "") -> None:
         self.problems = problems
-        where = f" on {url}" if url else ""
+        self.url = url
+        first = problems[0].describe() if problems else "no problem given"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         kinds = sorted({p.kind.replace("_", " ") for p in problems})
-        lines = [f"preflight: the workflow cannot run{where} ({', '.join(kinds)})"]
+        lines = [f"preflight: {first}{more}"]
+        lines.append(
+            f"  the workflow cannot run{f' on {url}' if url else ''} ({', '.join(kinds)}):"
+        )
         lines += [f"  {problem.describe()}" for problem in problems]
         super().__init__("\n".join(lines))
 
 
 class ServerSpecError(ComfytestError):
     """A server spec or tag is malformed (the plugin turns it into a usage error)."""
+
+
+#: What kind of failure a case had: each is told apart in the terminal, JUnit and run.json.
+#: A regression (or a slower run) is a pytest *failure*; the others are pytest *errors*:
+#: the case said nothing about the workflow's outputs.
+FAILURE_KINDS = {
+    "regression": "an output differs from its baseline, or was not produced",
+    "slower": "slower than the saved run",
+    "broken": "the workflow cannot run: preflight, validation, an execution error, a timeout",
+    "infrastructure": "the server is unreachable, was lost, or could not start",
+    "baseline": "a baseline is missing, corrupt or a Git LFS pointer, or cannot be written",
+}
+#: The kinds reported as pytest errors (JUnit <error>) rather than failures.
+ERROR_KINDS = ("broken", "infrastructure", "baseline")
+
+
+def kind_of(exc: BaseException) -> str | None:
+    """The failure kind of an error comfytest raised on purpose; None for anything else
+    (a bug in comfytest, which keeps its traceback and stays a plain failure)."""
+    if isinstance(exc, OutputMismatch):
+        return exc.kind
+    if isinstance(exc, TooSlow):
+        return "slower"
+    if isinstance(exc, BaselineError):
+        return "baseline"
+    if isinstance(exc, CaseTimeout):
+        return "broken"
+    if isinstance(exc, (InfrastructureError, ServerError)):
+        return "infrastructure"
+    if isinstance(exc, ComfytestError):
+        return "broken"  # preflight, a rejected prompt, an execution error, a case mistake
+    return None

@@ -37,13 +37,13 @@ def test_lifecycle_of_a_txt2img_case(
     actual = project / ".comfytest" / "results" / "t" / "fox" / "9-0.png"
 
     missing = run(pytester, comfy)
-    missing.assert_outcomes(failed=1)
+    missing.assert_outcomes(errors=1)  # a baseline problem, not a regression
     missing.stdout.fnmatch_lines(
         [
             "*fox: output 9 (Save Image #0) has no baseline",
             f"*baseline {baseline}",
             f"*actual   {actual}",
-            "*accept it: pytest cases/t.yaml::fox --comfy-update=missing",
+            "*accept it: pytest cases/t.yaml::fox --comfy-url * --comfy-update=missing",
         ]
     )
     assert not baseline.exists()
@@ -83,7 +83,7 @@ def test_lifecycle_of_a_txt2img_case(
             "  the environment differs from the one the baselines were made in:",
             "    ComfyUI 0.3.60 -> 0.3.75",
             "    torch 2.1.0+cpu -> *",
-            "*accept it: pytest cases/t.yaml::fox --comfy-update=changed",
+            "*accept it: pytest cases/t.yaml::fox --comfy-url * --comfy-update=changed",
         ]
     )
     beyond = int(changed.stdout.str().split(" of 12288 values")[0].split()[-1])
@@ -166,7 +166,7 @@ def test_the_default_fails_small_real_changes_and_passes_hardware_noise(
                 [f"*{case}: output * differs from its baseline", "*differ by more than 1 level*"]
             )
     rows = [line.split() for line in judged.outlines if line.startswith("cases/")]
-    passed = {row[0] for row in rows if row[1] == "passed"}
+    passed = {row[0] for row in rows if row[1].rstrip(":") == "passed"}
     assert passed == {"cases/t.yaml::noise", "cases/p.yaml::noise"}
 
 
@@ -216,10 +216,11 @@ def test_unknown_node_class_fails_with_a_clear_message(
         "    inputs:\n      LoadImage: {image: {file: inputs/pattern.png}}\n"
     )
     result = run(pytester, comfy)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            "preflight: the workflow cannot run on * (missing node)",
+            "preflight: node 3 (NoSuchInvert 'Invert'): node class 'NoSuchInvert' is not *",
+            "  the workflow cannot run on * (missing node):",
             "  node 3 (NoSuchInvert 'Invert'): node class 'NoSuchInvert' is not installed on this "
             "server (a custom node pack missing?)*",
         ]
@@ -235,7 +236,7 @@ def test_invalid_input_names_node_class_and_message(
         "    inputs:\n      KSampler: {steps: 0}\n"
     )
     result = run(pytester, comfy)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["  node 3 (KSampler): steps 0 is below the minimum 1"])
 
 
@@ -254,7 +255,7 @@ def test_server_side_rejection_is_reported(
         "workflow: workflows/none.json\ncases:\n  - id: none\n"
     )
     result = run(pytester, comfy)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["ComfyUI rejected the prompt: Prompt has no outputs"])
 
 
@@ -262,17 +263,18 @@ def test_execution_error_shows_node_exception_and_server_traceback(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:
     # LoadImage validates only that the file exists; decoding a non-image fails at run time.
-    (project / "cases/inputs/notes.png").write_text("this is not a PNG")
+    # (Not named .png: an unreadable image to upload is already a collection error.)
+    (project / "cases/inputs/notes.bin").write_text("this is not a PNG")
     (project / "cases/boom.yaml").write_text(
         "workflow: workflows/image_pipeline.json\ncases:\n  - id: boom\n"
-        "    inputs:\n      LoadImage: {image: {file: inputs/notes.png}}\n"
+        "    inputs:\n      LoadImage: {image: {file: inputs/notes.bin}}\n"
     )
     result = run(pytester, comfy)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
             "ComfyUI failed while executing node 1 (LoadImage 'Load Image'): "
-            "PIL.UnidentifiedImageError: cannot identify image file *notes.png*",
+            "PIL.UnidentifiedImageError: cannot identify image file *notes.bin*",
             "server traceback:",
             "*nodes.py*, in load_image",
         ]
@@ -328,7 +330,7 @@ def test_outputs_dropped_by_validation_fail_the_case(
         "workflow: workflows/half.json\ncases:\n  - id: half\n"
     )
     result = run(pytester, comfy)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
             "*ComfyUI rejected the prompt: some outputs failed validation and were dropped",
@@ -381,7 +383,7 @@ def test_ui_format_workflow_runs_like_its_api_twin(
         "    inputs:\n      KSampler: {stpes: 3}\n"
     )
     result = run(pytester, comfy, "--comfy-update=missing")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
             f"{project / 'cases/both.yaml'}:12: node 3 (KSampler) has no input 'stpes'; did you mean 'steps'?"
@@ -446,7 +448,7 @@ def outcomes(result: pytest.RunResult) -> list[str]:
     return sorted(
         line.split(" - ")[0]
         for line in lines
-        if line.startswith(("PASSED ", "FAILED ", "SKIPPED "))
+        if line.startswith(("PASSED ", "FAILED ", "ERROR ", "SKIPPED "))
     )
 
 
@@ -481,7 +483,7 @@ def test_xdist_update_writes_each_baseline_once_and_judges_like_serial(
         "--comfy-url", comfy.url, "-n", "2", "-rA", "-p", "no:cacheprovider"
     )
     assert outcomes(serial_verdicts) == outcomes(parallel_verdicts)
-    assert sum(line.startswith("FAILED") for line in outcomes(serial_verdicts)) == 2
+    assert sum(line.startswith(("FAILED", "ERROR")) for line in outcomes(serial_verdicts)) == 2
 
 
 def test_animations_and_text_outputs_go_through_the_same_lifecycle(

@@ -84,9 +84,10 @@ def test_a_run_stopped_early_leaves_the_server_queue_empty(
 ) -> None:
     slow = CASES.replace("steps: 6", "steps: 400")
     (project / "cases" / "t.yaml").write_text(slow)
-    # No baselines: a fails, and -x stops the run while b waits (or runs) behind it.
+    # No baselines: a errors (a baseline problem), and -x stops the run while b waits (or
+    # runs) behind it.
     result = run(pytester, comfy, "-x")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     # The interrupt is applied by the server at its next step: wait for it (bounded).
     for _ in range(300):
         queue = httpx.get(f"{comfy.url}/queue").json()
@@ -105,5 +106,5 @@ def test_a_next_case_failing_preflight_still_reports_its_own_error(
     )
     (project / "cases" / "t.yaml").write_text(broken)
     result = run(pytester, comfy, "--comfy-update=missing")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*no_such_sampler*"])

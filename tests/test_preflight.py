@@ -117,11 +117,23 @@ def test_preflight_failure_in_a_run_queues_nothing(
     )
     with ComfyClient(comfy.url) as client:
         history_before = len(client.history())
-    result = pytester.runpytest("--comfy-url", comfy.url, "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
+    junit = project / "junit.xml"
+    result = pytester.runpytest(
+        "--comfy-url", comfy.url, "-p", "no:cacheprovider", f"--junitxml={junit}"
+    )
+    # A broken workflow is an error, not a regression: in pytest's outcome, JUnit, the
+    # summary and run.json; its one-line summary names the node and the reason.
+    result.assert_outcomes(errors=1)
+    assert "<error " in junit.read_text()
+    assert "<failure " not in junit.read_text()
+    result.stdout.fnmatch_lines(["not passed: 1 broken workflow (error)"])
+    result.stdout.re_match_lines([r"ERROR cases/t.yaml::broken - preflight: node 3 \(KSampler\)"])
+    (case,) = json.loads((project / ".comfytest/results/run.json").read_text())["cases"]
+    assert (case["outcome"], case["kind"]) == ("error", "broken")
     result.stdout.fnmatch_lines(
         [
-            f"preflight: the workflow cannot run on {comfy.url} (invalid value, missing model)",
+            "preflight: node 3 (KSampler): sampler_name 'eulr' * (and 1 more)",
+            f"  the workflow cannot run on {comfy.url} (invalid value, missing model):",
             "  node 3 (KSampler): sampler_name 'eulr' is not one of *; did you mean 'euler'?",
             "  node 4 (CheckpointLoaderSimple 'Load Checkpoint'): ckpt_name "
             "'missing.safetensors' is not on this server *",
@@ -147,7 +159,7 @@ def test_unpinned_control_after_generate_seed_is_refused(
     cases = project / "cases/p.yaml"
     cases.write_text("workflow: workflows/prim.json\ncases:\n  - id: p\n")
     refused = pytester.runpytest("--comfy-url", comfy.url, "-p", "no:cacheprovider")
-    refused.assert_outcomes(failed=1)
+    refused.assert_outcomes(errors=1)
     # The one message for an unpinned seed, at the case's line, found at collection or,
     # as here, only with the server's node definitions.
     refused.stdout.fnmatch_lines(

@@ -43,7 +43,7 @@ def orphaned_project(pytester: pytest.Pytester, comfy: ManagedServer) -> Path:
     a.write_text(PIPELINE + "cases:\n" + A_CASES)
     (project / "cases/b.yaml").write_text(PIPELINE + "cases:\n  - id: one\n")
     made = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
-    made.assert_outcomes(passed=3, failed=1)
+    made.assert_outcomes(passed=3, errors=1)
     a.write_text(a.read_text().replace(DROP, ""))
     return project
 
@@ -70,7 +70,7 @@ def test_a_narrowed_or_stopped_run_prunes_nothing(
     if narrowing == "collect_ignore":
         pytester.makeconftest('collect_ignore = ["cases/a.yaml"]\n')
     if narrowing == "lf":  # a run that records a.yaml::bad as the last failure
-        pytester.runpytest("--comfy-url", comfy.url).assert_outcomes(passed=2, failed=1)
+        pytester.runpytest("--comfy-url", comfy.url).assert_outcomes(passed=2, errors=1)
     before = snapshot(project / "baselines")
     assert "a/drop/5-0.png" in before
 
@@ -90,7 +90,7 @@ def test_the_same_run_not_narrowed_prunes_what_it_proves_unused(
     orphaned_project(pytester, comfy)
     before = snapshot(project / "baselines")
     result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=all", "--comfy-prune")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
             "baselines deleted: 2 (*",
@@ -221,7 +221,7 @@ def test_a_folder_another_case_file_owns_is_neither_judged_nor_written(
         ["*more/t.yaml: its baselines folder baselines/t/ is also that of cases/t.yaml*"]
     )
     alone = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=all", "more/t.yaml")
-    alone.assert_outcomes(failed=1)
+    alone.assert_outcomes(errors=1)  # a baseline problem
     alone.stdout.fnmatch_lines(
         [
             f"{project}/baselines/t/fox/ belongs to cases/t.yaml::fox (its manifest.json), not "
@@ -288,7 +288,7 @@ def test_a_read_only_baselines_folder_is_one_clear_error_per_case(
         assert internal not in output, output
     assert output.count("Permission denied") == 2, "one error per case"
     rows = [line.split()[:3] for line in output.splitlines() if line.startswith("cases/p.yaml::")]
-    assert rows == [[f"cases/p.yaml::{c}", "failed", "cannot"] for c in ("a", "b")], output
+    assert rows == [[f"cases/p.yaml::{c}", "error", "cannot"] for c in ("a", "b")], output
     assert snapshot(project / "baselines") == before, "nothing written, nothing half-written"
 
 

@@ -44,13 +44,14 @@ def run(pytester: pytest.Pytester, comfy: ManagedServer, *args: str) -> pytest.R
 
 
 def red_run(pytester: pytest.Pytester, project: Path, comfy: ManagedServer) -> pytest.RunResult:
-    """Baselines for two cases; then one of them changes and a third has none: 2 red, 1 green."""
+    """Baselines for two cases; then one of them changes (a failure) and a third has none (an error, a baseline
+    problem): 2 red, 1 green."""
     cases = project / "cases" / "t.yaml"
     cases.write_text(CASES % "a red fox")
     run(pytester, comfy, "--comfy-update=missing").assert_outcomes(passed=2)
     cases.write_text(CASES % "a lighthouse at dusk" + NEW_CASE)
     result = run(pytester, comfy, "--comfy-report=report.html")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=1, errors=1)
     return result
 
 
@@ -79,7 +80,7 @@ def test_html_report_puts_failures_first_with_images_and_measures(
 
     assert sections(html) == [
         ("failed", "cases/t.yaml::changed"),
-        ("failed", "cases/t.yaml::new"),
+        ("error", "cases/t.yaml::new"),
         ("passed", "cases/t.yaml::same"),
     ]
     changed = html.split('data-id="cases/t.yaml::changed"')[1].split("</section>")[0]
@@ -239,14 +240,14 @@ def test_terminal_table_and_live_progress_under_v(
             "cases/t.yaml::long ",
             "    node 3 (KSampler): */150 (*%), * it/s",
             "    node 3 (KSampler): 150/150 (100%), * it/s",
-            "cases/t.yaml::long FAILED*",
+            "cases/t.yaml::long ERROR*",
         ]
     )
     result.stdout.re_match_lines(
         [
             r"case +verdict +distance / allowed +time",
             r"cases/t.yaml::changed +failed: 1 differ +diff [\d.]+%/0.1% +\d+\.\d\d s",
-            r"cases/t.yaml::long +failed: 1 missing +no baseline +\d+\.\d\d s",
+            r"cases/t.yaml::long +error: 1 missing +no baseline +\d+\.\d\d s",
             r"cases/t.yaml::same +passed +diff 0%/0.1% +\d+\.\d\d s",
         ]
     )

@@ -73,7 +73,7 @@ def test_names_from_a_hostile_server_write_nothing_outside_the_results(
     before = files_under(pytester.path.parent)
     with FakeComfy(*real_api, outputs=[hostile_file, hostile_node], view=png()) as fake:
         result = run(pytester, fake.url)
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(errors=2)  # the server, not the workflow
     result.stdout.fnmatch_lines(
         [
             "/history reports an unsafe file for node 9 (*): filename '../../evil.png', "
@@ -102,7 +102,7 @@ def test_a_truncated_download_fails_its_output_and_is_kept_as_it_came(
     truncated = png()[:300]
     with FakeComfy(*real_api, view=truncated) as fake:
         result = run(pytester, fake.url)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
             "a: output 9 (Save Image #0) could not be judged",
@@ -143,7 +143,7 @@ def test_the_auth_header_reaches_the_configured_server_and_no_other(
         FakeComfy(*real_api, redirect_view_to=elsewhere.url) as fake,
     ):
         result = run(pytester, fake.url, "--comfy-auth-env=COMFY_AUTH")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
             "GET /view answered HTTP 307, a redirect to 'http://127.0.0.1:*/view' (not followed) "

@@ -85,7 +85,7 @@ def test_the_printed_accept_command_is_complete_and_works_when_pasted(
     result = pytester.runpytest(
         "--comfy-url", comfy.url, "--comfy-keep=all", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     (line,) = [ln for ln in result.stdout.lines if "accept it: " in ln]
     command = shlex.split(line.split("accept it: ", 1)[1])
     assert command[:2] == ["pytest", "cases/t.yaml::two"]

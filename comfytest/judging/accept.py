@@ -63,8 +63,10 @@ def plan(
             status = str(files.get("status"))
             if not files.get("actual") or (not everything and status not in FAILING):
                 continue
-            if files.get("unreadable"):
-                continue  # what the server sent is not an image: nothing to promote
+            if files.get("unreadable") or files.get("baseline_corrupt"):
+                # What the server sent is not an image, or the baseline is corrupt or a Git
+                # LFS pointer (restored, never written over): nothing to promote.
+                continue
             source = (results / files["actual"]).resolve()
             target = (results / files["baseline"]).resolve()
             if not target.is_relative_to(root):

@@ -138,30 +138,19 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def pytest_report_teststatus(
-    report: pytest.TestReport, config: pytest.Config
-) -> tuple[str, str, str] | None:
-    """A case that could not be tested (the server was lost) is an error, not a failure."""
-    if not config.stash[SETTINGS_KEY].configured:
-        return None  # no case ran (the xdist controller sees reports of cases it never collected)
-    from comfytest.plugin.nodes import is_infrastructure
-
-    if is_infrastructure(report):
-        return "error", "E", "ERROR"
-    return None
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Each report of a case carries the case's record (see ``nodes.record_of``)."""
+    """Each report of a case carries the case's record (see ``nodes.record_of``); a case
+    that could not be tested or judged is shown as an error (``nodes.as_error``)."""
     report = yield
     case_item = _case_item()
     if case_item and isinstance(item, case_item):
-        from comfytest.plugin.nodes import RECORD_ATTRIBUTE
+        from comfytest.plugin.nodes import RECORD_ATTRIBUTE, as_error
 
         setattr(report, RECORD_ATTRIBUTE, item.record.as_dict())
+        as_error(report, item.record)
     return report
 
 

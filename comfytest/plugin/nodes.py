@@ -12,10 +12,12 @@ import pytest
 from comfytest.cases.loader import DEFAULTS_FILE, Case, load_cases
 from comfytest.defaults import Status
 from comfytest.errors import (
+    ERROR_KINDS,
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
     TooSlow,
+    kind_of,
 )
 from comfytest.judging.manifest import case_owner
 from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
@@ -29,8 +31,10 @@ __all__ = [
     "SETTINGS_KEY",
     "CaseFile",
     "CaseItem",
+    "as_error",
     "case_name",
     "is_infrastructure",
+    "phase_of",
     "record_of",
 ]
 
@@ -44,10 +48,30 @@ def record_of(report: pytest.TestReport | pytest.CollectReport) -> CaseRecord | 
     return CaseRecord.from_dict(data) if isinstance(data, dict) else None
 
 
+#: The attribute that keeps the phase of a report shown as a setup error (see ``as_error``).
+PHASE_ATTRIBUTE = "comfytest_phase"
+
+
+def phase_of(report: pytest.TestReport) -> str:
+    """The phase a case's report really came from: "call" also for a judged case shown as
+    an error (``as_error``)."""
+    return str(getattr(report, PHASE_ATTRIBUTE, report.when))
+
+
+def as_error(report: pytest.TestReport, record: CaseRecord) -> None:
+    """A case that could not be tested or judged (a broken workflow, a lost server, a
+    baseline problem) is a pytest *error*, not a failure. pytest makes every exception of
+    the test itself a failure, so its call report is shown as its setup's: the terminal
+    says ERROR, JUnit writes <error>, and the session still reads it as the call."""
+    if report.when == "call" and report.failed and record.kind in ERROR_KINDS:
+        setattr(report, PHASE_ATTRIBUTE, "call")
+        report.when = "setup"
+
+
 def is_infrastructure(report: pytest.TestReport) -> bool:
-    """A failed call whose case could not be tested: shown as an error, not a failure."""
+    """A case that errored because it could not be tested (a lost or unreachable server)."""
     record = record_of(report)
-    return report.when == "call" and report.failed and bool(record and record.infrastructure)
+    return report.failed and bool(record and record.kind == "infrastructure")
 
 
 def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
@@ -186,8 +210,10 @@ class CaseItem(pytest.Item):
             _, retried = runner.servers.run_with_fallback(self.case.server, index, self._run)
             if retried is not None:
                 self.record.retried = vars(retried)
-        except InfrastructureError as exc:
-            self.record.infrastructure = type(exc).__name__
+        except ComfytestError as exc:
+            self.record.kind = kind_of(exc)
+            if isinstance(exc, InfrastructureError):
+                self.record.infrastructure = type(exc).__name__
             raise
         finally:
             self.user_properties.extend(self.record.junit_properties())  # JUnit reads these
@@ -211,7 +237,8 @@ class CaseItem(pytest.Item):
         )
         self._record(result)
         if not result.passed:
-            raise OutputMismatch([*result.failure_lines(), *self._accept_hint(result)])
+            lines = [*result.failure_lines(), *self._accept_hint(result)]
+            raise OutputMismatch(lines, kind=mismatch_kind(result))
         saved = saved_run(self.config)
         timing = saved and compare_timing(saved, self.nodeid, result.timings, settings.slower_than)
         if timing:
@@ -328,3 +355,15 @@ def replayed_options(config: pytest.Config) -> list[str]:
             continue
         i += 1
     return kept
+
+
+def mismatch_kind(result: CaseResult) -> str:
+    """A regression when an output differs or was not produced; a baseline problem when
+    the only trouble is missing or unreadable baselines; broken when the server sent no
+    output to judge, or one that is no image."""
+    bad = [v for v in result.verdicts if not v.ok]
+    if any(v.status == Status.FAILED and not (v.baseline_corrupt or v.unreadable) for v in bad):
+        return "regression"
+    if not bad or any(v.unreadable for v in bad):
+        return "broken"
+    return "baseline"

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 from comfytest.atomic import atomic_write
+from comfytest.errors import ERROR_KINDS, FAILURE_KINDS
 from comfytest.judging.prune import CaseFileRun, Unused, delete_unused, unused_baselines
 from comfytest.plugin.nodes import (
     RUNNER_KEY,
     SETTINGS_KEY,
     is_infrastructure,
+    phase_of,
     record_of,
     worker_count,
 )
@@ -66,6 +68,8 @@ class Summary:
         self.sweeps: list[dict[str, Any]] = []
         self.reports: list[tuple[str, Path]] = []
         self.infrastructure = 0
+        #: Failed or errored cases by kind (comfytest.errors.FAILURE_KINDS).
+        self.kinds: dict[str, int] = {}
         #: Cases that ran again on another server after theirs was lost: (nodeid, details).
         self.retried: list[tuple[str, dict[str, str]]] = []
         self.started = time.time()
@@ -91,12 +95,13 @@ class Summary:
             return
         folder = record.folder
         self.folders.add(folder)
+        when = phase_of(report)
         if record.case_file is not None:
             case_file = report.nodeid.split("::")[0]
             self.case_files[case_file] = record.case_file
-            if report.when == "teardown":
+            if when == "teardown":
                 self.finished.setdefault(case_file, set()).add(report.nodeid)
-        if report.when == "call":
+        if when == "call":
             if record.sweep is not None:
                 self.sweeps.append(record.sweep)
             if record.retried is not None:
@@ -104,9 +109,11 @@ class Summary:
             if record.compare is not None:
                 self.compared[report.nodeid] = record.compare
             message = str(report.longrepr)[:2000] if report.failed else ""
-            outcome = "error" if is_infrastructure(report) else report.outcome
-            if outcome == "error":
+            outcome = "error" if report.when != "call" and report.failed else report.outcome
+            if is_infrastructure(report):
                 self.infrastructure += 1
+            if report.failed and record.kind:
+                self.kinds[record.kind] = self.kinds.get(record.kind, 0) + 1
             span = (report.start, report.stop)
             self.cases.append(
                 case_record(report.nodeid, outcome, report.duration, record, message, span)
@@ -120,7 +127,7 @@ class Summary:
                     self.used.add((folder, key))
                 for change in record.environment_changes or []:
                     self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
-        elif report.when == "setup" and not report.passed:
+        elif when == "setup" and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.
             outcome = "skipped" if report.skipped else "error"
             message = (
@@ -223,6 +230,8 @@ class Summary:
                 f"not tested: {self.infrastructure} case(s) errored because the server was "
                 "lost (infrastructure, not regressions)"
             )
+        if self.kinds:
+            terminalreporter.write_line(kinds_line(self.kinds))
         for nodeid, retried in self.retried:
             terminalreporter.write_line(
                 f"retried on another server: {nodeid} ({retried['lost']} lost; ran on "
@@ -319,3 +328,14 @@ class HtmlExtras:
         found += [self.extras.image(content, name) for name, content in images]
         report.extras = [*getattr(report, "extras", []), *found]  # type: ignore[attr-defined]
         return report
+
+
+def kinds_line(kinds: dict[str, int]) -> str:
+    """E.g. "not passed: 2 regression (failed), 1 broken workflow (error)"."""
+    names = {"broken": "broken workflow", "baseline": "baseline problem"}
+    parts = [
+        f"{kinds[kind]} {names.get(kind, kind)} ({'error' if kind in ERROR_KINDS else 'failed'})"
+        for kind in FAILURE_KINDS
+        if kinds.get(kind)
+    ]
+    return "not passed: " + ", ".join(parts)

@@ -50,6 +50,8 @@ class CaseRecord:
     sweep: dict[str, Any] | None = None
     #: The error class when the case could not be tested (an InfrastructureError).
     infrastructure: str | None = None
+    #: What kind of failure it had (comfytest.errors.FAILURE_KINDS); None when it passed.
+    kind: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +98,7 @@ def case_record(
     return {
         "id": nodeid,
         "outcome": outcome,
+        "kind": record.kind,
         "duration_s": round(duration, 4),
         "start": round(span[0], 4) if span else None,
         "stop": round(span[1], 4) if span else None,
