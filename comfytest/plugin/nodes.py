@@ -14,6 +14,7 @@ from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
+    RuntimeSetupError,
     TooSlow,
 )
 from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
@@ -147,6 +148,9 @@ class CaseItem(pytest.Item):
                 self.record.retried = vars(retried)
         except InfrastructureError as exc:
             self.record.infrastructure = type(exc).__name__
+            if isinstance(exc, RuntimeSetupError):
+                # The managed server did not start: no later case of this process can run.
+                self.session.shouldstop = f"the managed ComfyUI did not start: {exc}"
             raise
         finally:
             self.user_properties.extend(self.record.junit_properties())  # JUnit reads these

@@ -91,9 +91,8 @@ class Summary:
                 for key, status in record.outputs.items():
                     self.counts[status] = self.counts.get(status, 0) + 1
                     self.used.add((folder, key))
-                for change in record.environment_changes or []:
-                    if change.startswith(UNCHANGED):
-                        continue  # what stayed the same, said per case
+            for change in record.environment_changes or []:  # a preflight failure's too
+                if not change.startswith(UNCHANGED):  # what stayed the same: said per case
                     self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
         elif report.when == "setup" and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.
