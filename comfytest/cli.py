@@ -1,5 +1,5 @@
-"""The ``comfytest`` command: ``accept``, ``report``, ``env``, ``convert``, ``schema`` and
-``runtime install|start|stop|status``."""
+"""The ``comfytest`` command: ``accept``, ``report``, ``env``, ``convert``,
+``compare-runtimes``, ``schema`` and ``runtime install|start|stop|status``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from comfytest.cases.loader import SCHEMA_PATH
+from comfytest.comfy.changes import environment_lines
 from comfytest.comfy.client import ComfyClient, header_from_env
-from comfytest.comfy.environment import differences, recorded_environment, server_fingerprint
+from comfytest.comfy.environment import recorded_environment, server_fingerprint
 from comfytest.errors import ComfytestError, ServerError
 from comfytest.judging import accept
 from comfytest.reports.html import load_record, write_html_report
@@ -134,6 +135,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default=None, help="runtime name when no --url is given")
     p.set_defaults(handler=_env)
 
+    p = commands.add_parser(
+        "compare-runtimes",
+        help="run the cases on two runtimes (before and after an update) and compare them",
+        description="Runs pytest --comfy-launch once with --comfy-runtime=BEFORE and once with "
+        "AFTER (results in RESULTS/BEFORE and RESULTS/AFTER), each judged against the same "
+        "baselines, then prints what changed between the two environments and per case both "
+        "verdicts and distances. Exit 1 when a case that passed on BEFORE does not pass on "
+        "AFTER. Arguments after '--' go to pytest.",
+    )
+    p.add_argument("before", help="the runtime as it is (e.g. my-nodes-v1)")
+    p.add_argument("after", help="the updated runtime (e.g. my-nodes-v2)")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path(".comfytest/compare"),
+        help="where both runs keep their results (default .comfytest/compare)",
+    )
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest arguments")
+    p.set_defaults(handler=_compare_runtimes)
+
     p = commands.add_parser("schema", help="print the path of the case-file JSON Schema")
     p.set_defaults(handler=_schema)
     return parser
@@ -210,11 +231,26 @@ def _env(args: argparse.Namespace) -> int:
     if args.against is None:
         return 0
     recorded = recorded_environment(args.against)
-    changes = differences(recorded, found)
+    changes = environment_lines(recorded, found)
     print(f"against {args.against}:")
     for change in changes or ["no differences"]:
         print(f"  {change}")
     return 0
+
+
+def _compare_runtimes(args: argparse.Namespace) -> int:
+    from comfytest.reports.sidebyside import compare_runtimes
+
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    if args.before == args.after:
+        raise ComfytestError("compare-runtimes: give two different runtimes")
+    lines, broke = compare_runtimes(
+        (args.before, args.after), args.results.resolve(), extra, Path.cwd()
+    )
+    print("\n".join(lines))
+    return 1 if broke else 0
 
 
 def _schema(args: argparse.Namespace) -> int:

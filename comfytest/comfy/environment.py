@@ -6,20 +6,25 @@ pull request::
     {"comfyui_version": "0.3.75", "pytorch_version": "2.14.1+cu130", "python_version": "3.11.7",
      "os": "posix", "device": "cpu (cpu)",
      "node_classes": {"count": 412, "digest": "5f0c..."},
-     "models": {"checkpoints": {"comfytest-sd15-tiny.safetensors": 279526298}}}
+     "models": {"checkpoints": {"comfytest-sd15-tiny.safetensors":
+                                {"size": 279526298, "sha256": "9f3c..."}}},
+     "node_packs": {"my_pack": {"classes": ["MyNode"], "version": "1.2.0",
+                                "commit": "4e1d...", "digest": "a1b2..."}}}
 
-Model sizes are known only for a managed runtime (its files are local); a server given by
-URL lists names with a null size.
+Model sizes and sha256 are known only for a managed runtime (its files are local); a server
+given by URL lists model names with a null size, and its node packs by their classes only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comfytest.comfy.changes import differences, unchanged
+from comfytest.comfy.model_hashes import ModelHashes
 from comfytest.errors import ComfytestError
 
 if TYPE_CHECKING:
@@ -32,6 +37,7 @@ __all__ = [
     "fingerprint",
     "recorded_environment",
     "server_fingerprint",
+    "unchanged",
 ]
 
 #: Model folders listed in a fingerprint (others are rarely used by tests and cost requests).
@@ -52,18 +58,35 @@ def server_fingerprint(
     client: ComfyClient,
     runtime: Runtime | None = None,
     object_info: Mapping[str, Any] | None = None,
+    model_dirs: Mapping[str, Sequence[Path]] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint of the server behind ``client``; ``runtime`` when it is a managed one
-    (its model files are local, so their sizes are known)."""
+    (its model files are local: they are named by sha256, cached in ``<home>/hashes.json``,
+    and its node packs by version, commit and digest). ``model_dirs`` are model folders
+    given to the server on top of the runtime's (kind -> folders)."""
     models = {folder: client.models(folder) for folder in MODEL_FOLDERS}
     name = f"{runtime.name} (ComfyUI {runtime.info.get('comfyui_version')})" if runtime else None
-    return fingerprint(
+    hashes = ModelHashes(runtime.root.parent.parent / "hashes.json") if runtime else None
+    roots: dict[str, list[Path]] = {}
+    if runtime is not None:
+        for source in (runtime.info.get("model_dirs") or {}, model_dirs or {}):
+            for kind, paths in source.items():
+                roots.setdefault(kind, []).extend(Path(p) for p in paths)
+    found = fingerprint(
         client.system_stats(),
         object_info if object_info is not None else client.object_info(),
         models,
         runtime.comfyui_dir / "models" if runtime else None,
         runtime=name,
+        model_dirs=roots,
+        hashes=hashes,
+        packs=runtime.info.get("custom_nodes") if runtime else None,
     )
+    if runtime is not None and found.get("comfyui_version") in (None, "", "unknown"):
+        found["comfyui_version"] = runtime.info.get("comfyui_version")  # "commit <sha>"
+    if hashes is not None:
+        hashes.save()
+    return found
 
 
 def fingerprint(
@@ -72,11 +95,17 @@ def fingerprint(
     models: Mapping[str, list[str] | None],
     model_root: Path | None = None,
     runtime: str | None = None,
+    *,
+    model_dirs: Mapping[str, Sequence[Path]] | None = None,
+    hashes: ModelHashes | None = None,
+    packs: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A fingerprint from /system_stats, /object_info and the model lists of a server.
 
     ``runtime`` names the managed runtime, when there is one (older ComfyUI trees report
-    their version as "unknown"; the runtime knows the commit).
+    their version as "unknown"; the runtime knows the commit). A model is its size, or with
+    ``hashes`` its size and sha256, found under ``model_root/<folder>`` or ``model_dirs``.
+    ``packs`` are the runtime's node packs as runtime.json records them.
     """
     system = system_stats.get("system", {})
     devices = system_stats.get("devices") or [{}]
@@ -96,14 +125,59 @@ def fingerprint(
         "models": None
         if all(names is None for names in models.values())
         else {
-            folder: {name: _size(model_root, folder, name) for name in sorted(names)}
+            folder: {
+                name: _model(_locate(model_root, model_dirs, folder, name), hashes)
+                for name in sorted(names)
+            }
             for folder, names in sorted(models.items())
             if names
         },
     }
+    node_packs = _node_packs(object_info, packs or ())
+    if node_packs:
+        found["node_packs"] = node_packs
     if runtime:
         found["runtime"] = runtime
     return found
+
+
+def _node_packs(
+    object_info: Mapping[str, Any], packs: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each custom node pack the server loaded: its classes (from /object_info's
+    ``python_module``), and for a managed runtime's packs their version, commit and digest."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, spec in sorted(object_info.items()):
+        module = str(spec.get("python_module") or "") if isinstance(spec, Mapping) else ""
+        if module.startswith("custom_nodes."):
+            pack = module.split(".", 2)[1]
+            found.setdefault(pack, {"classes": []})["classes"].append(name)
+    for recorded in packs:
+        entry = found.setdefault(str(recorded["name"]), {"classes": []})
+        entry.update({k: recorded.get(k) for k in ("version", "commit", "digest")})
+    return found
+
+
+def _locate(
+    root: Path | None, dirs: Mapping[str, Sequence[Path]] | None, folder: str, name: str
+) -> Path | None:
+    """Where a listed model lies: the runtime's models/<folder>, else a folder given for it."""
+    candidates = [root / folder / name] if root is not None else []
+    candidates += [Path(d) / name for d in (dirs or {}).get(folder, ())]
+    return next((c for c in candidates if c.is_file()), candidates[0] if candidates else None)
+
+
+def _model(path: Path | None, hashes: ModelHashes | None) -> int | dict[str, Any] | None:
+    """A model's size, or its size and sha256 when hashing; None when it is not local."""
+    if path is None:
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if hashes is None:
+        return size
+    return {"size": size, "sha256": hashes.sha256(path)}
 
 
 def _shape(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,55 +195,6 @@ def _shape(inputs: Mapping[str, Any]) -> dict[str, Any]:
         else str(entries)
         for section, entries in inputs.items()
     }
-
-
-def _size(root: Path | None, folder: str, name: str) -> int | None:
-    if root is None:
-        return None
-    try:
-        return (root / folder / name).stat().st_size
-    except OSError:
-        return None
-
-
-def differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """What changed from the baseline's environment to this one, one phrase each."""
-    changes = []
-    labels = {
-        "runtime": "runtime",
-        "comfyui_version": "ComfyUI",
-        "pytorch_version": "torch",
-        "python_version": "Python",
-        "os": "OS",
-        "device": "device",
-    }
-    for key, label in labels.items():
-        before, after = baseline.get(key) or "unknown", current.get(key) or "unknown"
-        if before != after:
-            changes.append(f"{label} {before} -> {after}")
-    old_nodes, new_nodes = baseline.get("node_classes") or {}, current.get("node_classes") or {}
-    if old_nodes.get("digest") != new_nodes.get("digest"):
-        changes.append(
-            f"node classes or their inputs changed ({old_nodes.get('count')} -> "
-            f"{new_nodes.get('count')} classes)"
-        )
-    old_models, new_models = baseline.get("models"), current.get("models")
-    if old_models is None or new_models is None:
-        if old_models != new_models:
-            changes.append("model files: not listed by one of the two servers")
-        return changes
-    for folder in sorted(set(old_models) | set(new_models)):
-        before, after = old_models.get(folder, {}), new_models.get(folder, {})
-        for name in sorted(set(before) - set(after)):
-            changes.append(f"model {folder}/{name} is gone")
-        for name in sorted(set(after) - set(before)):
-            changes.append(f"model {folder}/{name} is new")
-        for name in sorted(set(before) & set(after)):
-            if None not in (before[name], after[name]) and before[name] != after[name]:
-                changes.append(
-                    f"model {folder}/{name} changed size {before[name]} -> {after[name]}"
-                )
-    return changes
 
 
 def recorded_environment(path: Path) -> dict[str, Any]:

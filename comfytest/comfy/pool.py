@@ -133,6 +133,7 @@ def start_servers(
     run_dirs: Sequence[Path],
     *,
     extra_args: Sequence[str] = (),
+    model_dirs: Mapping[str, Sequence[str]] | None = None,
 ) -> list[ManagedServer]:
     """Start one managed server per run folder, in parallel; all or none (a failure stops
     the ones that started and raises the first error)."""
@@ -144,7 +145,11 @@ def start_servers(
     def start(index: int) -> None:
         try:
             started[index] = start_server(
-                runtime, run_dirs[index], extra_args=extra_args, log=lambda message: None
+                runtime,
+                run_dirs[index],
+                extra_args=extra_args,
+                model_dirs=model_dirs,
+                log=lambda message: None,
             )
         except RuntimeSetupError as exc:
             errors.append(exc)

@@ -71,12 +71,14 @@ class Servers:
         home_server: int = 0,
         server_tags: Mapping[str, str] | None = None,
         managed_elsewhere: bool = False,
+        model_dirs: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
         else. ``server_tags`` are the tags of a server this pool launches;
         ``managed_elsewhere`` says the ``specs`` are managed servers of this runtime
-        started by another process (the xdist controller)."""
+        started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
+        are given to the servers this pool starts, on top of the runtime's own."""
         self._runtime = runtime
         self._home = home
         self._runtime_name = runtime_name
@@ -85,6 +87,7 @@ class Servers:
         self._auth_env = auth_env
         self._ca_bundle = ca_bundle
         self._managed_elsewhere = managed_elsewhere
+        self.model_dirs = {k: [Path(p) for p in v] for k, v in (model_dirs or {}).items()}
         self._pool = [Server(spec) for spec in specs] or [
             Server(ServerSpec("", dict(server_tags or {})), launch=True)
         ]
@@ -197,7 +200,11 @@ class Servers:
                 run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
                 started = time.monotonic()
                 entry.managed = start_server(
-                    runtime, run_dir, extra_args=self._server_args, log=lambda message: None
+                    runtime,
+                    run_dir,
+                    extra_args=self._server_args,
+                    model_dirs={k: [str(p) for p in v] for k, v in self.model_dirs.items()},
+                    log=lambda message: None,
                 )
                 entry.runtime = runtime
                 ready_s = time.monotonic() - started

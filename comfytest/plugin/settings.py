@@ -12,10 +12,11 @@ import pytest
 # Light modules only: every pytest run in the environment imports this one.
 from comfytest.comfy.pool import ServerSpec, parse_spec, parse_tag
 from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES, KeepMode, UpdateMode
-from comfytest.errors import ServerSpecError
+from comfytest.errors import RuntimeSetupError, ServerSpecError
 
 if TYPE_CHECKING:
     from comfytest.runner import Runner
+    from comfytest.runtime.config import ProjectRuntime
 
 __all__ = ["RUNNER_KEY", "SETTINGS_KEY", "Settings"]
 
@@ -52,6 +53,10 @@ class Settings:
     server_tags: tuple[tuple[str, str], ...] = ()
     #: --comfy-prune: delete the unused baselines a complete run proves unused.
     prune: bool = False
+    #: --comfy-model-dir: kind -> model folders given to the managed servers.
+    model_dirs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The runtime the project's pyproject.toml declares ([tool.comfytest]), if any.
+    declared: ProjectRuntime | None = None
 
     @property
     def configured(self) -> bool:
@@ -115,6 +120,23 @@ class Settings:
         slower_than = config.getoption("comfy_slower_than")
         if slower_than is not None and (compare is None or slower_than <= 0):
             raise pytest.UsageError("--comfy-slower-than needs --comfy-compare and a ratio > 0")
+        model_dirs: dict[str, tuple[Path, ...]] = {}
+        declared = None
+        given_dirs = list(config.getoption("comfy_model_dirs") or ())
+        if launch or given_dirs:
+            # The runtime package loads httpx: only when a managed server is wanted.
+            from comfytest.runtime.config import parse_model_dirs, project_runtime
+
+            try:
+                model_dirs = parse_model_dirs(given_dirs, config.invocation_params.dir)
+                declared = project_runtime(root / "pyproject.toml") if launch else None
+            except RuntimeSetupError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        if model_dirs and not launch:
+            raise pytest.UsageError(
+                "--comfy-model-dir is for managed servers (--comfy-launch); a running server "
+                "has its own extra_model_paths.yaml"
+            )
         home = config.getoption("comfy_home")
         report_option, report_ini = config.getoption("comfy_report"), config.getini("comfy_report")
         report = (
@@ -137,7 +159,7 @@ class Settings:
             url=url,
             launch=launch,
             home=Path(home).expanduser().resolve() if home else None,
-            runtime=config.getoption("comfy_runtime"),
+            runtime=config.getoption("comfy_runtime") or (declared.name if declared else None),
             update=UpdateMode(update),
             keep=KeepMode(keep),
             baselines=root / str(pick("comfy_baselines") or "baselines"),
@@ -160,6 +182,10 @@ class Settings:
             server_count=server_count,
             server_tags=server_tags,
             prune=bool(config.getoption("comfy_prune")),
+            model_dirs=tuple(
+                (kind, tuple(str(p) for p in paths)) for kind, paths in model_dirs.items()
+            ),
+            declared=declared,
         )
 
 

@@ -46,7 +46,12 @@ class SharedServers:
         started = time.monotonic()
         try:
             runtime = find_runtime(settings.home, settings.runtime)
-            servers = start_servers(runtime, folders, extra_args=settings.server_args)
+            servers = start_servers(
+                runtime,
+                folders,
+                extra_args=settings.server_args,
+                model_dirs=dict(settings.model_dirs),
+            )
         except RuntimeSetupError as exc:
             raise pytest.UsageError(f"--comfy-servers: {exc}") from None
         runner.servers.adopt(servers, time.monotonic() - started)

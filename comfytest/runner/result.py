@@ -11,7 +11,7 @@ from comfytest.cases.loader import Case
 from comfytest.comfy.history import PromptRun
 from comfytest.judging.baselines import Verdict
 
-__all__ = ["CaseResult", "spread"]
+__all__ = ["CaseResult", "environment_block", "spread"]
 
 
 @dataclass
@@ -60,10 +60,20 @@ class CaseResult:
                 lines.append(f"  actual   {verdict.actual}")
             if verdict.diff is not None:
                 lines.append(f"  diff     {verdict.diff}")
-        if self.environment_changes and not self.passed:
-            lines.append("  the environment differs from the one the baselines were made in:")
-            lines += [f"    {change}" for change in self.environment_changes]
+        if not self.passed:
+            lines += environment_block(self.environment_changes)
         return lines
+
+
+def environment_block(changes: list[str]) -> list[str]:
+    """The lines every kind of failure ends with when the environment changed since the
+    baselines: each change, then what stayed the same."""
+    if not changes:
+        return []
+    return [
+        "  the environment differs from the one the baselines were made in:",
+        *(f"    {change}" for change in changes),
+    ]
 
 
 def spread(values: list[float]) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from PIL import Image
 
 from comfytest.atomic import atomic_write
 from comfytest.cases.loader import Case
+from comfytest.comfy.changes import environment_lines
 from comfytest.comfy.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallback
-from comfytest.comfy.environment import differences, server_fingerprint
+from comfytest.comfy.environment import server_fingerprint
 from comfytest.comfy.pool import ServerSpec
 from comfytest.comfy.servers import Servers
 from comfytest.defaults import Status, UpdateMode
@@ -250,7 +251,7 @@ class Runner:
         else:
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
-                result.environment_changes = differences(recorded, self.environment(server))
+                result.environment_changes = environment_lines(recorded, self.environment(server))
         pending = self.store.results / folder / PENDING_MANIFEST
         if any(v.actual is not None for v in result.verdicts):
             # What the manifest would say if these outputs became the baselines
@@ -290,7 +291,10 @@ class Runner:
         entry = self.servers[index]
         if entry.environment is None:
             entry.environment = server_fingerprint(
-                self.servers.client(index), entry.runtime, self.servers.object_info(index)
+                self.servers.client(index),
+                entry.runtime,
+                self.servers.object_info(index),
+                self.servers.model_dirs,
             )
         if not self._wrote_environment:
             self._wrote_environment = True
@@ -299,6 +303,20 @@ class Runner:
                 (json.dumps(entry.environment, indent=2, sort_keys=True) + "\n").encode(),
             )
         return entry.environment
+
+    def environment_changes(self, case: Case, case_name: str, server: int) -> list[str]:
+        """How server ``server`` differs from the environment ``case``'s baselines were made
+        in (for a failure raised before its outputs were judged: preflight, execution);
+        empty when its manifest records none, or the server cannot say."""
+        recorded = (read_manifest(self.store.root, f"{case_name}/{case.folder}") or {}).get(
+            "environment"
+        )
+        if not recorded:
+            return []
+        try:
+            return environment_lines(recorded, self.environment(server))
+        except ComfytestError:
+            return []
 
     def _downloads(self) -> Path:
         """A private folder for outputs too big to judge from memory, made once per run."""

