@@ -34,7 +34,8 @@ def _row(case: Mapping[str, Any]) -> tuple[str, str, str, str]:
     verdict = str(case["outcome"])
     notable = [s for s in ("failed", "missing", "created", "updated") if s in statuses]
     if notable:
-        words = {"failed": "differ"}
+        # A failed output of a baseline problem is one whose baseline cannot be read.
+        words = {"failed": "unreadable baseline" if case.get("kind") == "baseline" else "differ"}
         verdict += ": " + ", ".join(f"{statuses.count(s)} {words.get(s, s)}" for s in notable)
     changed = case.get("changed_within_tolerance") or []
     if changed:

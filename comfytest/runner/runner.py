@@ -24,9 +24,8 @@ from comfytest.comfy.client import DEFAULT_TIMEOUT, ComfyClient, ProgressCallbac
 from comfytest.comfy.environment import server_fingerprint
 from comfytest.comfy.pool import ServerSpec
 from comfytest.comfy.servers import Servers
-from comfytest.defaults import Status, UpdateMode
 from comfytest.errors import ComfytestError, ServerError
-from comfytest.judging.baselines import BaselineStore, Verdict
+from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.images import read_frames
 from comfytest.judging.manifest import (
     PENDING_MANIFEST,
@@ -35,15 +34,13 @@ from comfytest.judging.manifest import (
     write_manifest,
 )
 from comfytest.judging.noise import OutputNoise, summarize
+from comfytest.runner.judge import IMAGE_SUFFIXES, judge_outputs
 from comfytest.runner.manifests import case_manifest
 from comfytest.runner.prompt import Fresh, Prepared, prepare
 from comfytest.runner.result import CaseResult, spread
 from comfytest.workflow.preflight import loader_nodes, output_nodes
-from comfytest.workflow.prompt import node_label
 
 __all__ = ["Runner"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class Runner:
@@ -137,7 +134,10 @@ class Runner:
         folder = f"{case_name}/{case.folder}"
         owner = f"{case_owner(case.path, self.store.project)}::{case.name}"
         with self.store.writing(folder, owner):  # one update run at a time per case folder
-            download_s, compare_s = self._judge_outputs(case, folder, prompt, result, client)
+            downloads = self._downloads()
+            download_s, compare_s = judge_outputs(
+                self.store, case, folder, prompt, result, client, downloads
+            )
             self._write_manifest(case, folder, prepared, result, index)
         seconds = {
             "prepare_s": queued - started,
@@ -157,83 +157,6 @@ class Runner:
         if repeat > 1 or warmup:
             result.timings["repeats"] = spread(executions) | {"warmup": warmup}
         return result
-
-    def _judge_outputs(
-        self,
-        case: Case,
-        folder: str,
-        prompt: dict[str, Any],
-        result: CaseResult,
-        client: ComfyClient,
-    ) -> tuple[float, float]:
-        """Download and judge every image and text output; (download, compare) seconds."""
-        run = result.run
-        download_s = compare_s = 0.0
-        downloads = self._downloads()
-        for output in run.outputs:
-            if not output.filename.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            t0 = time.perf_counter()
-            data = client.download_to(output, downloads / f"{output.key}.download")
-            t1 = time.perf_counter()
-            verdict = self.store.judge(
-                folder,
-                output.key,
-                _label(prompt, output.node_id, output.index),
-                data,  # decoded frame by frame while judging
-                case.tolerance.for_output(output.key),
-            )
-            result.verdicts.append(verdict)
-            if case.cell and result.cell_image is None:
-                # The sweep report shows each cell's first image output.
-                # The file as ComfyUI wrote it: the report reads its first frame.
-                result.cell_image = self.store.results / folder / "cell.png"
-                atomic_write(
-                    result.cell_image, data if isinstance(data, bytes) else data.read_bytes()
-                )
-            if isinstance(data, Path):
-                data.unlink()
-            download_s += t1 - t0
-            compare_s += time.perf_counter() - t1
-        for text in run.texts:
-            result.verdicts.append(
-                self.store.judge_text(
-                    folder,
-                    text.key,
-                    _label(prompt, text.node_id, text.index, "text"),
-                    text.text,
-                    case.tolerance.for_output(text.key),
-                )
-            )
-        result.verdicts += self._lost_outputs(folder, prompt, {v.key for v in result.verdicts})
-        return download_s, compare_s
-
-    def _lost_outputs(
-        self, folder: str, prompt: dict[str, Any], produced: set[str]
-    ) -> list[Verdict]:
-        """A failing verdict for each output the manifest recorded whose baseline is still
-        there but which the workflow no longer produced (an output node removed, say).
-
-        An update run (``changed``, ``all``) takes the new set of outputs as it is: the lost
-        baseline is then unused, and ``--comfy-prune`` removes it."""
-        if self.store.update in (UpdateMode.CHANGED, UpdateMode.ALL):
-            return []
-        recorded = (read_manifest(self.store.root, folder) or {}).get("outputs") or {}
-        lost = []
-        for key, entry in sorted(recorded.items()):
-            text = isinstance(entry, dict) and "text" in entry
-            path = self.store.root / folder / f"{key}.{'txt' if text else 'png'}"
-            if key in produced or not isinstance(entry, dict) or not path.is_file():
-                continue
-            node_id, _, index = key.rpartition("-")
-            label = _label(prompt, node_id, int(index)) if index.isdigit() else key
-            problem = (
-                "the workflow no longer produces this output, but its baseline is still "
-                "there; if it was removed on purpose: --comfy-update=all --comfy-prune "
-                "deletes the baseline"
-            )
-            lost.append(Verdict(key, label, Status.FAILED, path, problem=problem, lost=True))
-        return lost
 
     def _write_manifest(
         self, case: Case, folder: str, prepared: Prepared, result: CaseResult, server: int
@@ -362,11 +285,6 @@ class Runner:
             shutil.rmtree(self._download_dir, ignore_errors=True)
             self._download_dir = None
         self.servers.close()
-
-
-def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
-    title = node_label(prompt, node_id)[1]
-    return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index})"
 
 
 def _named(callback: ProgressCallback | None, prompt: dict[str, Any]) -> ProgressCallback | None:

