@@ -6,8 +6,8 @@ between the two environments (``comfytest compare-runtimes``)::
       node pack comfytest_fixture_pack 1.0.0 -> 2.0.0 (digest bdda1546 -> dbcdba86)
       unchanged: ComfyUI 0.3.75, torch 2.14.1+cu130, ...
     case                          fx1                  fx2
-    cases/t.yaml::bright          passed (phash 0)     failed (phash 14)
-    cases/t.yaml::invert          passed (phash 0)     failed: preflight: ... FixtureInvert ...
+    cases/t.yaml::bright          passed (diff 0%, max diff 0)   failed (diff 96.2%, max diff 204)
+    cases/t.yaml::invert          passed (diff 0%, max diff 0)   error: preflight: ... FixtureInvert
     1 case(s) that passed on fx1 fail on fx2
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from comfytest.comfy.changes import environment_lines
 from comfytest.errors import ComfytestError
+from comfytest.reports.table import percent
 
 __all__ = ["compare_runtimes", "run_on", "side_by_side"]
 
@@ -99,7 +100,8 @@ def _passed(case: dict[str, Any] | None) -> bool:
 
 
 def _verdict(case: dict[str, Any] | None) -> str:
-    """``passed (phash 0)``, ``failed (phash 14, max diff 25)`` or ``failed: <first line>``."""
+    """``passed (diff 0%, max diff 0)``, ``failed (diff 12.4%, max diff 25)`` (with any hash
+    distance measured) or ``error: <first line>``."""
     if case is None:
         return "not run"
     outcome = str(case.get("outcome"))
@@ -110,6 +112,8 @@ def _verdict(case: dict[str, Any] | None) -> str:
             for key, value in numbers.items()
             if key.endswith("_distance")
         ]
+        if numbers.get("values"):  # the default verdict's share of values beyond 1 level
+            hashes.insert(0, f"diff {percent(numbers.get('values_beyond', 0) / numbers['values'])}")
         distances.append(", ".join([*hashes, f"max diff {numbers.get('max_pixel_diff')}"]))
     if distances:
         return f"{outcome} ({'; '.join(distances)})"
