@@ -74,8 +74,15 @@ def test_a_baseline_whose_output_is_no_longer_produced_fails_naming_it(
     )
     result.stdout.no_fnmatch_line("*accept it:*")
     # An update run takes the new set of outputs; the lost baseline is left for --comfy-prune.
-    pytester.runpytest(*url, "--comfy-update=all").assert_outcomes(passed=1)
+    kept = pytester.runpytest(*url, "--comfy-update=all")
+    kept.assert_outcomes(passed=1)
+    kept.stdout.fnmatch_lines(["baselines unused (--comfy-prune deletes them): 1"])
     assert sorted(p.name for p in (project / "baselines/t/two").glob("*.png")) == made
+    pruned = pytester.runpytest(*url, "--comfy-update=all", "--comfy-prune")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines([f"*baselines/t/two/{removed}-0.png*"])
+    left = sorted(p.name for p in (project / "baselines/t/two").glob("*.png"))
+    assert left == [name for name in made if not name.startswith(f"{removed}-")]
 
 
 def test_the_printed_accept_command_is_complete_and_works_when_pasted(
