@@ -26,6 +26,7 @@ from typing import Any
 
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.config import load_toml
+from comfytest.runtime.tree import git_head, run_step
 
 __all__ = [
     "PackSource",
@@ -118,12 +119,12 @@ def thin_venv(home: Path, base_python: Path, requirements: Sequence[str], log: A
         return python
     shutil.rmtree(venv, ignore_errors=True)
     log(f"creating the packs' venv {venv} over {base_python}: {' '.join(wanted)}")
-    _run([str(base_python), "-m", "venv", "--without-pip", str(venv)], "python -m venv")
+    run_step([str(base_python), "-m", "venv", "--without-pip", str(venv)], "python -m venv")
     base_sites = _site_packages(base_python)
     (Path(_site_packages(python)[0]) / "_comfytest_base.pth").write_text(
         "\n".join(base_sites) + "\n"
     )
-    _run(
+    run_step(
         [
             str(base_python),
             "-m",
@@ -186,16 +187,9 @@ def _pyproject(folder: Path) -> dict[str, Any]:
 
 
 def _git_commit(folder: Path) -> str | None:
-    try:
-        found = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    if found.returncode != 0:
+    """The pack's commit, with "+dirty" when its folder has local changes."""
+    head = git_head(folder)
+    if head is None:
         return None
     dirty = subprocess.run(
         ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
@@ -203,12 +197,4 @@ def _git_commit(folder: Path) -> str | None:
         text=True,
         check=False,
     ).stdout.strip()
-    return found.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def _run(command: Sequence[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeSetupError(
-            f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
-        )
+    return head + ("+dirty" if dirty else "")

