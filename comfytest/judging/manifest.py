@@ -20,8 +20,10 @@ from comfytest.judging.images import Frames, Unreadable
 __all__ = [
     "MANIFEST",
     "PENDING_MANIFEST",
+    "add_identities",
     "case_owner",
     "read_manifest",
+    "recorded_identities",
     "stored_phashes",
     "write_manifest",
 ]
@@ -57,11 +59,15 @@ def write_manifest(
     """Describe a case's baselines next to them, atomically: the outputs ``keys`` (the
     case's own; by default every PNG and text file in the folder), plus the entries of
     the manifest before for outputs whose files are still there, as they were recorded.
+    ``data["graphs"]`` (``{key: identity}``, see ``comfytest.workflow.identity``) gives each
+    output the identity of the node that made it, kept as its entry's ``graph``.
 
     Only what comfytest wrote is ever named: a file a user put beside the baselines is
     not, so pruning never deletes it."""
     folder_path = root / folder
     wanted = None if keys is None else set(keys)
+    data = dict(data)
+    graphs = data.pop("graphs", None) or {}
     before = (read_manifest(root, folder) or {}).get("outputs")
     outputs: dict[str, Any] = {
         key: entry
@@ -98,10 +104,55 @@ def write_manifest(
             "text": text if len(text) <= 200 else text[:200] + "...",
             "sha256": _file_digest(txt),
         }
-    manifest = {**data, "outputs": dict(sorted(outputs.items()))}
-    atomic_write(
-        folder_path / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    )
+    earlier = before if isinstance(before, dict) else {}
+    for key, entry in outputs.items():
+        kept = earlier.get(key, {}).get("graph") if isinstance(earlier.get(key), dict) else None
+        if graphs.get(key) or kept:
+            entry["graph"] = graphs.get(key) or kept
+    _write(folder_path, {**data, "outputs": dict(sorted(outputs.items()))})
+
+
+def add_identities(root: Path, folder: str, graphs: dict[str, Any]) -> bool:
+    """Record the node identity of outputs whose manifest entry has none (a manifest from
+    before comfytest recorded them); nothing else in it changes. True if it was written."""
+    manifest = read_manifest(root, folder)
+    outputs = manifest.get("outputs") if manifest else None
+    if manifest is None or not isinstance(outputs, dict):
+        return False
+    missing = {
+        key: graph
+        for key, graph in graphs.items()
+        if isinstance(outputs.get(key), dict) and "graph" not in outputs[key]
+    }
+    for key, graph in missing.items():
+        outputs[key]["graph"] = graph
+    if missing:
+        _write(root / folder, manifest)
+    return bool(missing)
+
+
+def recorded_identities(root: Path, folder: str) -> dict[str, dict[str, str] | None]:
+    """Each baseline file in a case's folder, by key, with its node's recorded identity
+    (None where the manifest records none)."""
+    outputs = (read_manifest(root, folder) or {}).get("outputs")
+    outputs = outputs if isinstance(outputs, dict) else {}
+    found: dict[str, dict[str, str] | None] = {}
+    for path in sorted((root / folder).glob("*")):
+        if path.suffix not in (".png", ".txt") or not _OUTPUT_KEY.fullmatch(path.stem):
+            continue
+        entry = outputs.get(path.stem)
+        graph = entry.get("graph") if isinstance(entry, dict) else None
+        found[path.stem] = graph if isinstance(graph, dict) else None
+    return found
+
+
+#: A baseline's file name: ``<node id>-<index>`` or ``<node id>-t<index>`` (text).
+_OUTPUT_KEY = re.compile(r".+-t?\d+")
+
+
+def _write(folder: Path, manifest: dict[str, Any]) -> None:
+    body = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    atomic_write(folder / MANIFEST, body.encode())
 
 
 def stored_phashes(root: Path, folder: str, key: str) -> Callable[[int], str | None]:

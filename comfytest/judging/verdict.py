@@ -30,6 +30,8 @@ class Verdict:
     baseline_corrupt: bool = False
     #: The baseline's output was not produced this time.
     lost: bool = False
+    #: The id of the node that produced the output in this run's prompt ("" if none did).
+    node: str = ""
 
     @property
     def acceptable(self) -> bool:

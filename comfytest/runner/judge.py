@@ -1,8 +1,10 @@
-"""Judging a run's outputs: each image and text output against its baseline, and every
-output the baselines expect that was not produced."""
+"""Judging a run's outputs: each image and text output against its baseline (found by
+node id, or by the graph that made it: ``comfytest.judging.pairing``), and every output
+the baselines expect that was not produced."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,13 @@ from comfytest.cases.loader import Case
 from comfytest.comfy.client import ComfyClient
 from comfytest.defaults import Status, UpdateMode
 from comfytest.judging.baselines import BaselineStore, Verdict
-from comfytest.judging.manifest import read_manifest
+from comfytest.judging.manifest import read_manifest, recorded_identities
+from comfytest.judging.pairing import pair_outputs
+from comfytest.runner.prompt import output_identity
 from comfytest.runner.result import CaseResult
 from comfytest.workflow.prompt import node_label
 
-__all__ = ["IMAGE_SUFFIXES", "judge_outputs", "lost_outputs"]
+__all__ = ["IMAGE_SUFFIXES", "baseline_keys", "judge_outputs", "lost_outputs"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -35,21 +39,22 @@ def judge_outputs(
 
     Outputs too big to judge from memory are streamed into ``downloads``."""
     run = result.run
+    images = [o for o in run.outputs if o.filename.lower().endswith(IMAGE_SUFFIXES)]
+    baseline_of = baseline_keys(store, folder, prompt, [*images, *run.texts])
     download_s = compare_s = 0.0
-    for output in run.outputs:
-        if not output.filename.lower().endswith(IMAGE_SUFFIXES):
-            continue
+    for output in images:
+        key = baseline_of.get(output.key, output.key)
         t0 = time.perf_counter()
         data = client.download_to(output, downloads / f"{output.key}.download")
         t1 = time.perf_counter()
         verdict = store.judge(
             folder,
-            output.key,
-            _label(prompt, output.node_id, output.index),
+            key,
+            _label(prompt, output.node_id, output.index, was=key),
             data,  # decoded frame by frame while judging
             case.tolerance.for_output(output.key),
         )
-        result.verdicts.append(verdict)
+        result.verdicts.append(dataclasses.replace(verdict, node=output.node_id))
         if case.cell and result.cell_image is None:
             # The sweep report shows each cell's first image output.
             # The file as ComfyUI wrote it: the report reads its first frame.
@@ -60,17 +65,25 @@ def judge_outputs(
         download_s += t1 - t0
         compare_s += time.perf_counter() - t1
     for text in run.texts:
-        result.verdicts.append(
-            store.judge_text(
-                folder,
-                text.key,
-                _label(prompt, text.node_id, text.index, "text"),
-                text.text,
-                case.tolerance.for_output(text.key),
-            )
+        key = baseline_of.get(text.key, text.key)
+        verdict = store.judge_text(
+            folder,
+            key,
+            _label(prompt, text.node_id, text.index, "text", was=key),
+            text.text,
+            case.tolerance.for_output(text.key),
         )
+        result.verdicts.append(dataclasses.replace(verdict, node=text.node_id))
     result.verdicts += lost_outputs(store, folder, prompt, {v.key for v in result.verdicts})
     return download_s, compare_s
+
+
+def baseline_keys(
+    store: BaselineStore, folder: str, prompt: dict[str, Any], outputs: list[Any]
+) -> dict[str, str]:
+    """``{output key: baseline key}`` for the outputs whose baseline was found."""
+    actual = [(o.key, output_identity(prompt, o.node_id)) for o in outputs]
+    return pair_outputs(actual, list(recorded_identities(store.root, folder).items()))
 
 
 def lost_outputs(
@@ -91,7 +104,10 @@ def lost_outputs(
         if key in produced or not isinstance(entry, dict) or not path.is_file():
             continue
         node_id, _, index = key.rpartition("-")
-        label = _label(prompt, node_id, int(index)) if index.isdigit() else key
+        made_by = entry.get("graph")
+        made_by = made_by if isinstance(made_by, dict) else {}
+        title = made_by.get("class_type") or node_label(prompt, node_id)[1]
+        label = f"{node_id} ({title} #{index.lstrip('t')})"
         problem = (
             "the workflow no longer produces this output, but its baseline is still "
             "there; if it was removed on purpose: --comfy-update=all --comfy-prune "
@@ -101,6 +117,10 @@ def lost_outputs(
     return lost
 
 
-def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "") -> str:
+def _label(prompt: dict[str, Any], node_id: str, index: int, kind: str = "", was: str = "") -> str:
+    """``9 (Save Image #0)``; ``12 (Save Image #0, was 9)`` when judged against the baseline
+    another node id made (the graph was renumbered)."""
     title = node_label(prompt, node_id)[1]
-    return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index})"
+    old = was.rpartition("-")[0]
+    renumbered = f", was {old}" if was and old != node_id else ""
+    return f"{node_id} ({title} {kind + ' ' if kind else ''}#{index}{renumbered})"

@@ -3,21 +3,27 @@ and the environment the outputs were made in (see comfytest.judging.manifest).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from comfytest.cases.loader import Case
 from comfytest.judging.manifest import case_owner
-from comfytest.runner.prompt import NONCE_INPUT, Prepared
+from comfytest.runner.prompt import NONCE_INPUT, Prepared, output_identity
 from comfytest.workflow.prompt import prompt_digest
 
 __all__ = ["case_manifest"]
 
 
 def case_manifest(
-    case: Case, prepared: Prepared, project: Path, environment: dict[str, Any]
+    case: Case,
+    prepared: Prepared,
+    project: Path,
+    environment: dict[str, Any],
+    made_by: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What a reviewer needs beside a changed baseline: the case, inputs, environment.
+    """What a reviewer needs beside a changed baseline: the case, inputs, environment, and
+    for each output key in ``made_by`` the identity of the node that made it (``graphs``).
 
     Files in ``project`` are named as in a clone of it (relative, POSIX)."""
     plain = {
@@ -39,6 +45,9 @@ def case_manifest(
         "sweep": dict(case.values),
         "inputs": inputs,
         "environment": environment,
+        "graphs": {
+            key: output_identity(prepared.prompt, node) for key, node in (made_by or {}).items()
+        },
     }
 
 

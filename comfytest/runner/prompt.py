@@ -11,10 +11,11 @@ from comfytest.cases.recipe import Applied
 from comfytest.comfy.client import ComfyClient
 from comfytest.errors import PreflightFailed
 from comfytest.workflow.convert import ui_to_api
+from comfytest.workflow.identity import Identity, node_identity
 from comfytest.workflow.preflight import check, loader_nodes, output_nodes
 from comfytest.workflow.prompt import Prompt, copy_prompt
 
-__all__ = ["NONCE_INPUT", "Fresh", "Prepared", "prepare"]
+__all__ = ["NONCE_INPUT", "Fresh", "Prepared", "output_identity", "prepare"]
 
 #: The undeclared input that makes nodes miss ComfyUI's cache (see ``prepare``).
 NONCE_INPUT = "comfytest_nonce"
@@ -59,3 +60,9 @@ def prepare(
         # key, so the node runs again.
         prompt[node_id]["inputs"][NONCE_INPUT] = nonce
     return Prepared(prompt, applied)
+
+
+def output_identity(prompt: Prompt, node_id: str) -> Identity:
+    """The identity of the node that made an output, as its manifest entry records it
+    (``graph``): the nonce is not part of it."""
+    return node_identity(prompt, node_id, drop=frozenset({NONCE_INPUT}))

@@ -29,6 +29,7 @@ from comfytest.judging.baselines import BaselineStore
 from comfytest.judging.images import read_frames
 from comfytest.judging.manifest import (
     PENDING_MANIFEST,
+    add_identities,
     case_owner,
     read_manifest,
     write_manifest,
@@ -36,7 +37,7 @@ from comfytest.judging.manifest import (
 from comfytest.judging.noise import OutputNoise, summarize
 from comfytest.runner.judge import IMAGE_SUFFIXES, judge_outputs
 from comfytest.runner.manifests import case_manifest
-from comfytest.runner.prompt import Fresh, Prepared, prepare
+from comfytest.runner.prompt import Fresh, Prepared, output_identity, prepare
 from comfytest.runner.result import CaseResult, spread
 from comfytest.workflow.preflight import loader_nodes, output_nodes
 
@@ -161,17 +162,24 @@ class Runner:
     def _write_manifest(
         self, case: Case, folder: str, prepared: Prepared, result: CaseResult, server: int
     ) -> None:
-        """Refresh the manifest when baselines were written, else note environment changes."""
+        """Refresh the manifest when baselines were written, else note environment changes.
+
+        An update run also records the node identity of outputs whose manifest has none
+        (made before comfytest recorded them), and changes nothing else in it."""
         wrote = any(v.status in ("created", "updated") for v in result.verdicts)
         refresh = self.store.update == "all" or (
             self.store.update != "none" and read_manifest(self.store.root, folder) is None
         )
         project = self.store.project
+        made_by = {v.key: v.node for v in result.verdicts if v.node}
         if wrote or refresh:
-            manifest = case_manifest(case, prepared, project, self.environment(server))
+            manifest = case_manifest(case, prepared, project, self.environment(server), made_by)
             keys = [v.key for v in result.verdicts]
             write_manifest(self.store.root, folder, manifest, keys)
         else:
+            if self.store.update != "none":
+                graphs = {key: output_identity(prepared.prompt, n) for key, n in made_by.items()}
+                add_identities(self.store.root, folder, graphs)
             recorded = (read_manifest(self.store.root, folder) or {}).get("environment")
             if recorded:
                 result.environment_changes = environment_lines(recorded, self.environment(server))
@@ -179,7 +187,7 @@ class Runner:
         if any(v.actual is not None for v in result.verdicts):
             # What the manifest would say if these outputs became the baselines
             # (``comfytest accept`` writes it beside them).
-            manifest = case_manifest(case, prepared, project, self.environment(server))
+            manifest = case_manifest(case, prepared, project, self.environment(server), made_by)
             body = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
             atomic_write(pending, body.encode())
         else:
