@@ -67,8 +67,8 @@ def test_the_same_graph_with_swapped_output_ids_passes_against_its_baselines(
     assert labels == {"9-0": "12 (Save Base #0, was 9)", "12-0": "9 (Save Upscaled #0, was 12)"}
     # Nothing was written: not a baseline, not the manifest.
     assert snapshot(folder) == before
-    # An update run keeps the files' names: the identities still find them.
-    pytester.runpytest(*url, "--comfy-update=all").assert_outcomes(passed=1)
+    # An update run keeps the files' names, and prunes none: the identities still find them.
+    pytester.runpytest(*url, "--comfy-update=all", "--comfy-prune").assert_outcomes(passed=1)
     assert sorted(snapshot(folder)) == sorted(before)
     pytester.runpytest(*url).assert_outcomes(passed=1)
 

@@ -333,10 +333,17 @@ class HtmlExtras:
 
 
 def kinds_line(kinds: dict[str, int]) -> str:
-    """E.g. "not passed: 2 regression (failed), 1 broken workflow (error)"."""
-    names = {"broken": "broken workflow", "baseline": "baseline problem"}
+    """E.g. "not passed: 2 regressions (failed), 1 broken workflow (error)"."""
+    names = {
+        "regression": ("regression", "regressions"),
+        "slower": ("slower", "slower"),
+        "broken": ("broken workflow", "broken workflows"),
+        "infrastructure": ("infrastructure problem", "infrastructure problems"),
+        "baseline": ("baseline problem", "baseline problems"),
+    }
     parts = [
-        f"{kinds[kind]} {names.get(kind, kind)} ({'error' if kind in ERROR_KINDS else 'failed'})"
+        f"{kinds[kind]} {names[kind][kinds[kind] != 1]} "
+        f"({'error' if kind in ERROR_KINDS else 'failed'})"
         for kind in FAILURE_KINDS
         if kinds.get(kind)
     ]
