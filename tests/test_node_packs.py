@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -167,9 +168,96 @@ def test_a_pack_that_fails_to_import_is_an_install_error(home: Path, tmp_path: P
     ) in found.stderr
     assert not (home / "runtimes/broken/runtime.json").exists(), "not a usable runtime"
     missing = comfytest(
-        "runtime", "install", f"--home={home}", "--name=x", "--custom-node=nope-pkg"
+        "runtime", "install", f"--home={home}", "--name=x", "--custom-node=./nope/pack"
     )
-    assert "installing a node pack from PyPI is not supported yet" in missing.stderr
+    assert "comfytest: error: --custom-node ./nope/pack: no such folder" in missing.stderr
+
+
+#: A node pack published on PyPI (no requirements of its own): LoadImageFromPath and others.
+PYPI_PACK = "ComfyUI_Ib_CustomNodes==0.2.3"
+FROM_PATH = {
+    "1": {"class_type": "LoadImageFromPath", "inputs": {"image": "pattern.png"}},
+    "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "p", "images": ["1", 0]}},
+}
+
+
+def test_a_pack_from_pypi_is_installed_into_the_runtime_and_runs(
+    pytester: pytest.Pytester, project: Path, home: Path
+) -> None:
+    made = comfytest(
+        "runtime", "install", f"--home={home}", "--name=from-pypi", f"--custom-node={PYPI_PACK}"
+    )
+    assert made.returncode == 0, made.stderr
+    (pack,) = json.loads((home / "runtimes/from-pypi/runtime.json").read_text())["custom_nodes"]
+    assert pack["name"] == "pypi-comfyui-ib-customnodes"
+    assert (pack["source"], pack["version"], pack["modules"]) == (
+        f"pypi:{PYPI_PACK}",
+        "0.2.3",
+        ["ComfyUI_Ib_CustomNodes"],
+    )
+    assert len(pack["digest"]) == 16
+    again = comfytest(
+        "runtime", "install", f"--home={home}", "--name=from-pypi", f"--custom-node={PYPI_PACK}"
+    )
+    assert "runtime from-pypi already installed" in again.stderr, again.stderr
+    (project / "cases/workflows/from_path.json").write_text(json.dumps(FROM_PATH))
+    (project / "cases/p.yaml").write_text(
+        "cases:\n  - id: from-path\n    workflow: workflows/from_path.json\n"
+        "    inputs:\n      LoadImageFromPath: {image: {file: inputs/pattern.png}}\n"
+    )
+    args = ["--comfy-launch", f"--comfy-home={home}", "--comfy-runtime=from-pypi"]
+    made_baseline = pytester.runpytest_subprocess(*args, "--comfy-update=missing")
+    made_baseline.assert_outcomes(passed=1)
+    manifest = json.loads((project / "baselines/p/from-path/manifest.json").read_text())
+    recorded = manifest["environment"]["node_packs"]["pypi-comfyui-ib-customnodes"]
+    assert recorded["version"] == "0.2.3"
+    assert "LoadImageFromPath" in recorded["classes"]
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+
+
+def build_wheel(pack: Path, folder: Path, version: str, requires: list[str]) -> Path:
+    """A wheel of a pack folder, as a node developer's build would make it: the package,
+    its metadata, no entry point (the loader then finds NODE_CLASS_MAPPINGS itself)."""
+    name = pack.name
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}/{p.name}": p.read_bytes() for p in sorted(pack.glob("*.py"))}
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    files[f"{info}/METADATA"] = (
+        metadata + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    ).encode()
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    record = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    files[f"{info}/RECORD"] = record.encode()
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+
+
+def test_a_pack_from_a_wheel_file_gets_its_requirements_and_is_found_without_entry_points(
+    home: Path, tmp_path: Path
+) -> None:
+    wheel = build_wheel(V2, tmp_path, "2.0.0", ["six>=1.16"])
+    made = comfytest(
+        "runtime", "install", f"--home={home}", "--name=from-wheel", f"--custom-node={wheel}"
+    )
+    assert made.returncode == 0, made.stderr  # the install checked that the pack imports
+    info = json.loads((home / "runtimes/from-wheel/runtime.json").read_text())
+    (pack,) = info["custom_nodes"]
+    assert (pack["name"], pack["version"], pack["modules"]) == (
+        "pypi-comfytest-fixture-pack",
+        "2.0.0",
+        ["comfytest_fixture_pack"],
+    )
+    python = info["python"]
+    assert python != info["base_python"], "the pack and six live in the runtime's own venv"
+    probe = subprocess.run([python, "-c", "import six, comfytest_fixture_pack"], check=False)
+    assert probe.returncode == 0
+    mine = subprocess.run([sys.executable, "-c", "import comfytest_fixture_pack"], check=False)
+    assert mine.returncode != 0, "never installed into the user's own environment"
 
 
 def test_the_project_declares_its_runtime_and_model_folders(

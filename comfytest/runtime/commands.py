@@ -81,9 +81,10 @@ def add_runtime_commands(commands: Any) -> None:
         "--custom-node",
         action="append",
         default=[],
-        metavar="FOLDER",
-        help="a node pack folder to copy into the named runtime; its requirements go into "
-        "the runtime's own venv (repeatable)",
+        metavar="SOURCE",
+        help="a node pack for the named runtime: a folder (copied), or a PyPI requirement "
+        "or wheel file that ships one (installed); requirements go into the runtime's own "
+        "venv (repeatable)",
     )
     p.add_argument(
         "--model-dir",

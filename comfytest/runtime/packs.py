@@ -3,7 +3,8 @@ that each one imports.
 
 A pack is a local folder (a node developer's checkout) copied into the runtime's own
 ``custom_nodes/``, with its git commit (when it is a git checkout), a digest of its files and
-its version (pyproject.toml or ``__version__``) recorded in runtime.json.
+its version (pyproject.toml or ``__version__``) recorded in runtime.json; or a requirement
+installed from PyPI or a wheel file (``comfytest.runtime.pypi_packs``).
 
 Its requirements (requirements.txt, else pyproject's ``[project] dependencies``) go into a
 thin venv of the runtime's own: a venv without packages of its own that sees the base
@@ -26,6 +27,7 @@ from typing import Any
 
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.config import load_toml
+from comfytest.runtime.pypi_packs import REQUIREMENT, file_digest, loader_name
 from comfytest.runtime.tree import git_head, run_step
 
 __all__ = [
@@ -42,9 +44,11 @@ SKIPPED = (".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache
 
 @dataclass(frozen=True)
 class PackSource:
-    """A ``--custom-node`` argument: a local folder (the only kind supported so far)."""
+    """A ``--custom-node`` argument: a local folder (``path``), or a requirement that ships
+    a node pack (``requirement``: a PyPI requirement, or a wheel file's absolute path)."""
 
-    path: Path
+    path: Path | None = None
+    requirement: str | None = None
 
     @classmethod
     def parse(cls, text: str, base: Path | None = None) -> PackSource:
@@ -53,17 +57,31 @@ class PackSource:
             path = base / path
         if path.is_dir():
             return cls(path.resolve())
-        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(\s*[=<>!~].*)?", text):
-            raise RuntimeSetupError(
-                f"--custom-node {text}: no such folder; installing a node pack from PyPI "
-                "is not supported yet (give the pack's folder: a checkout or an unpacked sdist)"
-            )
+        if path.is_file() and path.suffix == ".whl":
+            return cls(requirement=str(path.resolve()))
+        if REQUIREMENT.fullmatch(text.strip()):
+            return cls(requirement=text.strip())
         raise RuntimeSetupError(f"--custom-node {text}: no such folder")
+
+    @property
+    def name(self) -> str:
+        """Its folder's name under the runtime's ``custom_nodes/``."""
+        return self.path.name if self.path else loader_name(str(self.requirement))
+
+    def wanted(self) -> tuple[str, str]:
+        """(source, digest) as runtime.json records them, to tell whether it changed."""
+        if self.path is not None:
+            return str(self.path), content_digest(self.path)
+        requirement = str(self.requirement)
+        if requirement.endswith(".whl"):
+            return f"pypi:{requirement}", f"{requirement}@{file_digest(Path(requirement))}"
+        return f"pypi:{requirement}", requirement
 
 
 def copy_pack(source: PackSource, custom_nodes: Path) -> dict[str, Any]:
     """Copy the pack into ``custom_nodes``; what runtime.json records about it."""
     folder = source.path
+    assert folder is not None, "a requirement is installed by pypi_packs.install_loader"
     if not any(folder.glob("*.py")):
         raise RuntimeSetupError(
             f"--custom-node {folder}: not a ComfyUI node pack (no __init__.py or other "
