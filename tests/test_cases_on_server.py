@@ -281,6 +281,34 @@ def test_execution_error_shows_node_exception_and_server_traceback(
     )
 
 
+def test_an_execution_error_says_what_changed_since_the_baselines(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    case = (
+        "workflow: workflows/image_pipeline.json\ncases:\n  - id: boom\n"
+        "    inputs:\n      LoadImage: {image: {file: inputs/%s}}\n"
+    )
+    (project / "cases/boom.yaml").write_text(case % "pattern.png")
+    run(pytester, comfy, "--comfy-update=missing").assert_outcomes(passed=1)
+    manifest = project / "baselines/boom/boom/manifest.json"
+    data = json.loads(manifest.read_text())
+    made_with = data["environment"]["pytorch_version"]
+    data["environment"]["pytorch_version"] = "2.0.0"  # as if made before a torch update
+    manifest.write_text(json.dumps(data))
+    (project / "cases/inputs/notes.bin").write_text("this is not a PNG")
+    (project / "cases/boom.yaml").write_text(case % "notes.bin")
+    result = run(pytester, comfy)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "ComfyUI failed while executing node 1 (LoadImage 'Load Image'): *",
+            "*the environment differs from the one the baselines were made in:",
+            f"*torch 2.0.0 -> {made_with}",
+            "*unchanged: ComfyUI *",
+        ]
+    )
+
+
 def test_collection_errors_print_file_and_line_without_traceback(
     pytester: pytest.Pytester, project: Path
 ) -> None:

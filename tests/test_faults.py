@@ -161,7 +161,7 @@ def test_a_server_killed_mid_run_errors_its_cases_as_infrastructure(
     assert "Traceback" not in output
     assert "ERROR cases/t.yaml::b-endless - " in output
     assert "ERROR cases/t.yaml::d-after - " in output
-    assert "not tested: 3 case(s) errored because the server was lost" in output
+    assert "not tested: 3 case(s) errored because no server could run them: lost" in output
     record = json.loads((project / ".comfytest/results/run.json").read_text())
     cases = {case["id"].split("::")[1]: case for case in record["cases"]}
     assert {name: case["outcome"] for name, case in cases.items()} == {

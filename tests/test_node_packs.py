@@ -326,9 +326,33 @@ def test_a_runtime_that_cannot_start_is_one_error_for_the_run(
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: ComfyUI exited with code * during start-up; log *comfyui.log:", "*--no-such-flag*"]
+        [
+            "ERROR: ComfyUI exited with code 2 during start-up; log *comfyui.log:",
+            "main.py: error: unrecognized arguments: --no-such-flag",
+        ]
     )
     assert "FAILED" not in result.stdout.str()
+    # Under xdist each worker starts its own server: one error per worker, then the run
+    # stops; no case is a failure.
+    workers = pytester.runpytest_subprocess(
+        "--comfy-launch",
+        f"--comfy-home={home}",
+        "--comfy-server-arg=--no-such-flag",
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+    )
+    outcomes = workers.parseoutcomes()
+    assert 1 <= outcomes.get("errors", 0) <= 2
+    assert not outcomes.get("failed")
+    workers.stdout.fnmatch_lines(
+        [
+            "*main.py: error: unrecognized arguments: --no-such-flag*",
+            "not passed: * infrastructure problem* (error)",
+            "*Interrupted: the managed ComfyUI did not start*",
+        ]
+    )
 
 
 def test_models_are_named_by_content_and_hashed_once(tmp_path: Path) -> None:

@@ -229,8 +229,8 @@ class Summary:
                 terminalreporter.write_line(line)
         if self.infrastructure:
             terminalreporter.write_line(
-                f"not tested: {self.infrastructure} case(s) errored because the server was "
-                "lost (infrastructure, not regressions)"
+                f"not tested: {self.infrastructure} case(s) errored because no server could "
+                "run them: lost, unreachable or not started (infrastructure, not regressions)"
             )
         if self.kinds:
             terminalreporter.write_line(kinds_line(self.kinds))

@@ -36,7 +36,19 @@ def main() -> None:
     sys.path.insert(0, comfyui_dir)
     main_py = os.path.join(comfyui_dir, "main.py")
     sys.argv = [main_py, *args]
-    runpy.run_path(main_py, run_name="__main__")
+    try:
+        runpy.run_path(main_py, run_name="__main__")
+    except SystemExit as exc:
+        if mode != "--watch-stdin":
+            raise
+        # End at once, as the watch does: a normal interpreter shutdown would wait on the
+        # watch thread's read of stdin and abort ("could not acquire lock for <stdin>").
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":
