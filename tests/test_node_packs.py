@@ -18,7 +18,10 @@ import pytest
 from comfytest.comfy.changes import environment_lines
 from comfytest.comfy.environment import fingerprint
 from comfytest.comfy.model_hashes import ModelHashes
+from comfytest.errors import RuntimeSetupError
 from comfytest.runtime import Runtime, install
+from comfytest.runtime.config import project_runtime
+from comfytest.runtime.packs import PackSource
 
 from .conftest import REPO
 
@@ -380,3 +383,21 @@ def test_models_are_named_by_content_and_hashed_once(tmp_path: Path) -> None:
         "model loras/style.safetensors: other content, same name and size (sha256 "
     )
     assert lines[-1].startswith("unchanged: ComfyUI 0.3.75, torch 2.14.1, ")
+
+
+def test_the_config_takes_pack_folders_and_requirements(tmp_path: Path) -> None:
+    (tmp_path / "nodes" / "pack").mkdir(parents=True)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        f'[tool.comfytest]\nruntime = "r"\ncustom_nodes = ["nodes/pack", "{PYPI_PACK}"]\n'
+    )
+    declared = project_runtime(pyproject)
+    assert declared is not None
+    parsed = [PackSource.parse(n, tmp_path) for n in declared.custom_nodes]
+    assert parsed == [
+        PackSource(path=(tmp_path / "nodes" / "pack").resolve()),
+        PackSource(requirement=PYPI_PACK),
+    ]
+    assert parsed[1].name == "pypi-comfyui-ib-customnodes"
+    with pytest.raises(RuntimeSetupError, match="--custom-node nodes/gone: no such folder"):
+        PackSource.parse("nodes/gone", tmp_path)
