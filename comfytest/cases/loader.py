@@ -43,6 +43,7 @@ from comfytest.cases.recipe import Axis, Recipe, Upload, confined
 from comfytest.cases.yaml_reader import LineMap, load_yaml
 from comfytest.errors import CaseError, WorkflowError
 from comfytest.workflow.convert import is_ui_workflow
+from comfytest.workflow.files import SOURCES
 from comfytest.workflow.prompt import (
     Prompt,
     did_you_mean,
@@ -70,6 +71,7 @@ CASE_KEYS = (
     "description",
     "extends",
     "workflow",
+    "workflow_source",
     "seed",
     "inputs",
     "aliases",
@@ -230,12 +232,24 @@ def _build(
     if workflow_path is None:
         raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
     confined(workflow_path, within, "workflow", wpath, wline)
+    source, opath, oline = body.scalars.get("workflow_source", (None, wpath, wline))
+    if source is not None and source not in SOURCES:
+        raise CaseError(
+            f"workflow_source: expected 'prompt' or 'workflow', got {source!r}"
+            f"{did_you_mean(str(source), SOURCES, n=1)}",
+            opath,
+            oline,
+        )
     try:
-        workflow = _load_workflow_cached(workflow_path)
+        workflow = _load_workflow_cached(workflow_path, source)
     except WorkflowError as exc:
-        if exc.line is None and not workflow_path.exists():
+        if exc.line is not None:
+            raise  # a JSON mistake: its own file and line
+        if not workflow_path.exists():
             raise CaseError(f"workflow not found: {workflow_path}", wpath, wline) from None
-        raise
+        at_source = source is not None and "workflow_source" in exc.message
+        where, line = (opath, oline) if at_source else (wpath, wline)
+        raise CaseError(f"workflow {workflow_path}: {exc.message}", where, line) from None
 
     seed, spath, sline = body.scalars.get("seed", (None, path, entry.line))
     if "seed" in values:
@@ -294,18 +308,18 @@ def _build(
     )
 
 
-def _load_workflow_cached(path: Path) -> Prompt:
+def _load_workflow_cached(path: Path, source: str | None = None) -> Prompt:
     """Parse each workflow file once per collection (many cases and cells share one)."""
     try:
         stat = path.stat()
     except OSError:
-        return load_workflow(path)  # raises the readable error
-    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+        return load_workflow(path, source)  # raises the readable error
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size, source)
 
 
 @functools.lru_cache(maxsize=128)
-def _parsed(path: str, mtime_ns: int, size: int) -> Prompt:
-    return load_workflow(Path(path))
+def _parsed(path: str, mtime_ns: int, size: int, source: str | None) -> Prompt:
+    return load_workflow(Path(path), source)
 
 
 def _format(value: Any) -> str:
