@@ -120,3 +120,39 @@ def test_node_patterns_match_the_search_name_first_then_the_title() -> None:
     }
     for text, expected in cases.items():
         assert replace_patterns(text, nodes, RUN_STARTED) == expected, text
+
+
+def test_a_primitive_inside_a_group_node_is_one_of_its_widgets(
+    object_info: dict[str, Any],
+) -> None:
+    """groupNode.ts shows a ``value`` widget (with its control value) for a PrimitiveNode
+    linked inside the group, in node order; the widget it feeds is not shown again."""
+    flow = load("group_node.json")
+    group = flow["extra"]["groupNodes"]["Encode and sample"]
+    primitive = {
+        "type": "PrimitiveNode",
+        "mode": 0,
+        "inputs": [],
+        "outputs": [{"name": "INT", "type": "INT", "links": [], "widget": {"name": "seed"}}],
+        "widgets_values": [5, "fixed"],
+    }
+    sampler = group["nodes"][1]
+    sampler["inputs"].append(
+        {"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None}
+    )
+    group["nodes"] = [primitive, group["nodes"][0], sampler]
+    group["links"] = [[1, 0, 2, 1, 30, "CONDITIONING"], [0, 0, 2, 4, 32, "INT"]]
+    group["external"] = []
+    # primitive value + control, text, then KSampler's steps, cfg, sampler, scheduler, denoise
+    instance = next(n for n in flow["nodes"] if n["id"] == 20)
+    instance["widgets_values"] = [99, "fixed", "a fox", 6, 5.0, "euler", "normal", 0.7]
+    prompt = ui_to_api(flow, object_info)
+    assert prompt["20:1"]["inputs"]["text"] == "a fox"
+    sampled = prompt["20:2"]["inputs"]
+    assert (sampled["seed"], sampled["steps"], sampled["cfg"], sampled["denoise"]) == (
+        99,
+        6,
+        5.0,
+        0.7,
+    )
+    assert "20:0" not in prompt
