@@ -25,7 +25,7 @@ from comfytest.runtime import (
 )
 from comfytest.runtime.commands import add_runtime_commands, home_option
 from comfytest.workflow.convert import is_ui_workflow, ui_to_api
-from comfytest.workflow.prompt import load_workflow
+from comfytest.workflow.files import SOURCES, load_workflow
 
 __all__ = ["main"]
 
@@ -73,8 +73,23 @@ def _parser() -> argparse.ArgumentParser:
             help="verify --url's TLS certificate against this CA bundle",
         )
 
-    p = commands.add_parser("convert", help="print the API format of a UI-format workflow")
-    p.add_argument("workflow", type=Path, help="a workflow saved by ComfyUI's 'Save'")
+    p = commands.add_parser(
+        "convert",
+        help="print the API format of a workflow: a UI-format JSON file, or a PNG/WebP "
+        "ComfyUI saved",
+    )
+    p.add_argument(
+        "workflow",
+        type=Path,
+        help="a workflow saved by ComfyUI's 'Save', or an image with its graph embedded",
+    )
+    p.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=None,
+        help="which graph of an image: its API 'prompt' (the default when it has one) or its "
+        "UI 'workflow' (converted with the server's /object_info)",
+    )
     url_options(
         p, "take /object_info from this server (default: start the managed runtime briefly)"
     )
@@ -181,7 +196,7 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[ComfyClient, Runtime | N
 
 
 def _convert(args: argparse.Namespace) -> int:
-    workflow = load_workflow(args.workflow)
+    workflow = load_workflow(args.workflow, args.source)
     if not is_ui_workflow(workflow):
         print(json.dumps(workflow, indent=2))
         return 0

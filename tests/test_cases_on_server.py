@@ -424,6 +424,29 @@ def test_ui_format_workflow_runs_like_its_api_twin(
         assert np.array_equal(np.asarray(api), np.asarray(ui)), "same pixels from the UI file"
 
 
+def test_ui_format_typos_are_collection_errors_once_a_run_cached_the_definitions(
+    pytester: pytest.Pytester, project: Path, comfy: ManagedServer
+) -> None:
+    (project / "cases/ui.yaml").write_text(
+        "seed: 42\nworkflow: workflows/txt2img_ui.json\ncases:\n"
+        "  - id: typo\n    inputs:\n      KSampler: {stpes: 3}\n"
+    )
+    typo = f"{project / 'cases/ui.yaml'}:6: node 3 (KSampler) has no input 'stpes'; did you mean 'steps'?"
+    first = run(pytester, comfy)  # nothing cached yet: the run finds it (and caches)
+    first.assert_outcomes(errors=1)
+    first.stdout.fnmatch_lines([typo])
+    (cache,) = (project / ".comfytest/object_info").glob("url-*.json")
+    collected = run(pytester, comfy, "--collect-only")
+    collected.assert_outcomes(errors=1)
+    collected.stdout.fnmatch_lines(
+        [
+            f"{typo} (checked at collection against the /object_info of {comfy.url} saved * ago "
+            f"in {cache}; if that server has changed since, delete that file)"
+        ]
+    )
+    assert "Traceback" not in collected.stdout.str()
+
+
 def test_unused_baselines_reported_on_full_runs_and_deleted_only_with_prune(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:

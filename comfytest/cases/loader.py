@@ -22,7 +22,6 @@ Paths are relative to the file that names them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import re
 from collections.abc import Mapping
@@ -39,14 +38,14 @@ from comfytest.cases.body import (
     tolerance_of,
 )
 from comfytest.cases.case import Case
-from comfytest.cases.recipe import Axis, Recipe, Upload, confined
+from comfytest.cases.recipe import Axis, Recipe, UiCheck, Upload
+from comfytest.cases.workflow_file import case_workflow
 from comfytest.cases.yaml_reader import LineMap, load_yaml
-from comfytest.errors import CaseError, WorkflowError
+from comfytest.comfy.schema_cache import NodeSchemas
+from comfytest.errors import CaseError
 from comfytest.workflow.convert import is_ui_workflow
 from comfytest.workflow.prompt import (
-    Prompt,
     did_you_mean,
-    load_workflow,
 )
 
 __all__ = [
@@ -70,6 +69,7 @@ CASE_KEYS = (
     "description",
     "extends",
     "workflow",
+    "workflow_source",
     "seed",
     "inputs",
     "aliases",
@@ -90,12 +90,19 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
 
-def load_cases(path: Path, root: Path | None = None, within: Path | None = None) -> list[Case]:
+def load_cases(
+    path: Path,
+    root: Path | None = None,
+    within: Path | None = None,
+    schemas: NodeSchemas | None = None,
+) -> list[Case]:
     """Parse a case file into Cases (sweeps expanded); raise CaseError at the first mistake.
 
     ``root`` is the case folder whose ``_defaults.yaml`` files apply, down to ``path``;
-    ``within``, when given, is the folder every workflow and uploaded file must lie in.
+    ``within``, when given, is the folder every workflow and uploaded file must lie in;
+    ``schemas``, a cached /object_info to check UI-format workflows' overrides against.
     """
+    ui_check = UiCheck(schemas) if schemas is not None else None
     data = load_yaml(path)
     if data is None:
         raise CaseError("empty case file: expected a mapping with a 'cases' list", path, 1)
@@ -140,7 +147,7 @@ def load_cases(path: Path, root: Path | None = None, within: Path | None = None)
         body = shared.copy()
         for ancestor in _extends_chain(case_id, by_id, path):
             body.layer(ancestor, path)
-        cases += _expand(case_id, entry, body, path, within)
+        cases += _expand(case_id, entry, body, path, within, ui_check)
     return cases
 
 
@@ -177,12 +184,17 @@ def _extends_chain(case_id: str, by_id: dict[str, LineMap], path: Path) -> list[
 
 
 def _expand(
-    case_id: str, entry: LineMap, body: Body, path: Path, within: Path | None = None
+    case_id: str,
+    entry: LineMap,
+    body: Body,
+    path: Path,
+    within: Path | None = None,
+    ui_check: UiCheck | None = None,
 ) -> list[Case]:
     """One Case, or one per sweep cell, in document order (last axis varies fastest)."""
     axes = sweep_axes(body)
     if not axes:
-        return [_build(case_id, entry, body, path, {}, "", within)]
+        return [_build(case_id, entry, body, path, {}, "", within, ui_check)]
     names = [name for name, _, _ in axes]
     matrix = [[(name, v) for v in vals] for name, vals, zipped in axes if not zipped]
     zipped_axes = [(name, vals) for name, vals, zipped in axes if zipped]
@@ -212,7 +224,7 @@ def _expand(
             cell = f"{cell}-{seen[cell]}"
         else:
             seen[cell] = 0
-        case = _build(case_id, entry, body, path, values, cell, within)
+        case = _build(case_id, entry, body, path, values, cell, within, ui_check)
         cases.append(dataclasses.replace(case, reference=dict(reference)))
     return cases
 
@@ -225,17 +237,9 @@ def _build(
     values: dict[str, Any],
     cell: str,
     within: Path | None = None,
+    ui_check: UiCheck | None = None,
 ) -> Case:
-    workflow_path, wpath, wline = body.scalars.get("workflow", (None, path, entry.line))
-    if workflow_path is None:
-        raise CaseError(f"case {case_id!r} names no workflow", path, entry.line)
-    confined(workflow_path, within, "workflow", wpath, wline)
-    try:
-        workflow = _load_workflow_cached(workflow_path)
-    except WorkflowError as exc:
-        if exc.line is None and not workflow_path.exists():
-            raise CaseError(f"workflow not found: {workflow_path}", wpath, wline) from None
-        raise
+    workflow_path, source, workflow = case_workflow(body, case_id, path, entry.line, within)
 
     seed, spath, sline = body.scalars.get("seed", (None, path, entry.line))
     if "seed" in values:
@@ -256,6 +260,8 @@ def _build(
 
     if not is_ui_workflow(workflow):
         recipe.apply(workflow)  # every override and seed checked before anything runs
+    elif ui_check is not None:
+        ui_check.check(recipe, (workflow_path, source), workflow)
 
     timeout, tpath, tline = body.scalars.get("timeout", (None, path, entry.line))
     if timeout is not None and (
@@ -292,20 +298,6 @@ def _build(
         warmup=counts["warmup"],
         server=dict(body.server),
     )
-
-
-def _load_workflow_cached(path: Path) -> Prompt:
-    """Parse each workflow file once per collection (many cases and cells share one)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return load_workflow(path)  # raises the readable error
-    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=128)
-def _parsed(path: str, mtime_ns: int, size: int) -> Prompt:
-    return load_workflow(Path(path))
 
 
 def _format(value: Any) -> str:

@@ -1,20 +1,22 @@
 """A case's recipe: the overrides, sweep values and seed that turn a workflow into a prompt.
 
 One path builds every prompt: ``Recipe.apply(workflow, object_info)``. At collection it runs
-without a server on an API-format workflow, so mistakes show before anything runs; at run
-time it runs again with the server's /object_info (on the converted prompt of a UI-format
-workflow), which also finds the seeds only the node definitions name. Every mistake is a
-CaseError at the YAML line that caused it.
+without a server on an API-format workflow, so mistakes show before anything runs, and on a
+UI-format one converted with the /object_info a previous run cached (``UiCheck``), when
+there is one; at run time it runs again with the server's /object_info (on the converted
+prompt of a UI-format workflow), which also finds the seeds only the node definitions name.
+Every mistake is a CaseError at the YAML line that caused it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from comfytest.cases.yaml_reader import LineMap
-from comfytest.errors import CaseError
+from comfytest.errors import CaseError, ConversionError
+from comfytest.workflow.convert import ui_to_api
 from comfytest.workflow.prompt import (
     OverrideError,
     Prompt,
@@ -26,7 +28,10 @@ from comfytest.workflow.prompt import (
     set_input,
 )
 
-__all__ = ["Applied", "Axis", "Recipe", "Setting", "Upload", "confined"]
+if TYPE_CHECKING:
+    from comfytest.comfy.schema_cache import NodeSchemas
+
+__all__ = ["Applied", "Axis", "Recipe", "Setting", "UiCheck", "Upload", "confined"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,33 @@ class Recipe:
                 )
             prompt[node_id]["inputs"][name] = self.seed
         return Applied(prompt, tuple(uploads.values()), overrides)
+
+
+class UiCheck:
+    """Recipes of UI-format workflows checked at collection, against the /object_info a
+    previous run cached (comfytest.comfy.schema_cache): each workflow converted once."""
+
+    def __init__(self, schemas: NodeSchemas) -> None:
+        self.schemas = schemas
+        self._converted: dict[object, Prompt | None] = {}
+
+    def check(self, recipe: Recipe, key: object, workflow: Prompt) -> None:
+        """Apply ``recipe`` to the converted ``workflow`` (``key`` names the file); a mistake
+        is a CaseError that says which definitions found it. A workflow that does not convert
+        with them is left to the run, whose server may have what the cache lacks."""
+        if key not in self._converted:
+            try:
+                self._converted[key] = ui_to_api(copy_prompt(workflow), self.schemas.object_info)
+            except ConversionError:
+                self._converted[key] = None
+        prompt = self._converted[key]
+        if prompt is None:
+            return
+        try:
+            recipe.apply(prompt, self.schemas.object_info)
+        except CaseError as exc:
+            message = f"{exc.message} ({self.schemas.describe()})"
+            raise CaseError(message, exc.path, exc.line) from None
 
 
 def confined(target: Path, within: Path | None, what: str, where: Path, line: int) -> Path:

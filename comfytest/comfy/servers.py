@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from comfytest.comfy.client import ComfyClient, header_from_env
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
+from comfytest.comfy.schema_cache import server_key, write_schemas
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
 
@@ -72,13 +73,17 @@ class Servers:
         server_tags: Mapping[str, str] | None = None,
         managed_elsewhere: bool = False,
         model_dirs: Mapping[str, Sequence[str]] | None = None,
+        schema_root: Path | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
         else. ``server_tags`` are the tags of a server this pool launches;
         ``managed_elsewhere`` says the ``specs`` are managed servers of this runtime
         started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
-        are given to the servers this pool starts, on top of the runtime's own."""
+        are given to the servers this pool starts, on top of the runtime's own. Each
+        server's /object_info is saved under ``schema_root`` (the project) for collection
+        (comfytest.comfy.schema_cache), when given."""
+        self._schema_root = schema_root
         self._runtime = runtime
         self._home = home
         self._runtime_name = runtime_name
@@ -241,6 +246,17 @@ class Servers:
         entry = self._pool[index]
         if entry.object_info is None:
             entry.object_info = self.client(index).object_info()
+            if self._schema_root is not None:
+                if entry.launch or self._managed_elsewhere:
+                    name = self._runtime_name
+                    key, server = (
+                        server_key(None, name),
+                        f"the managed runtime {name or 'default'!r}",
+                    )
+                else:
+                    key, server = server_key(entry.spec.url), entry.spec.url
+                with contextlib.suppress(OSError):  # a help for the next collection, no more
+                    write_schemas(self._schema_root, key, server, entry.object_info)
         return entry.object_info
 
     def __getitem__(self, index: int) -> Server:

@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         model_dirs=dict(settings.model_dirs),
         auth_env=settings.auth_env,
         ca_bundle=settings.ca_bundle,
+        schema_root=config.rootpath,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")

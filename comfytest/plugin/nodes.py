@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from comfytest.cases.loader import DEFAULTS_FILE, Case, load_cases
+from comfytest.comfy.schema_cache import NodeSchemas, read_schemas, server_key
 from comfytest.defaults import Status
 from comfytest.errors import (
     ERROR_KINDS,
@@ -130,6 +131,23 @@ def saved_run(config: pytest.Config) -> SavedRun | None:
     return config.stash[SAVED_RUN_KEY]
 
 
+SCHEMAS_KEY = pytest.StashKey[NodeSchemas | None]()
+
+
+def collection_schemas(config: pytest.Config) -> NodeSchemas | None:
+    """The cached /object_info of the server cases will run on first (the first --comfy-url,
+    or the managed runtime), read once per process; None when there is none."""
+    if SCHEMAS_KEY not in config.stash:
+        settings = config.stash[SETTINGS_KEY]
+        key = None
+        if settings.servers:
+            key = server_key(settings.servers[0].url)
+        elif settings.launch:
+            key = server_key(None, settings.runtime)
+        config.stash[SCHEMAS_KEY] = read_schemas(config.rootpath, key) if key else None
+    return config.stash[SCHEMAS_KEY]
+
+
 def worker_count(config: pytest.Config) -> int:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -149,7 +167,7 @@ class CaseFile(pytest.File):
             raise self.CollectError(clash)
         try:
             within = None if settings.allow_outside else self.config.rootpath
-            cases = load_cases(self.path, root, within)
+            cases = load_cases(self.path, root, within, collection_schemas(self.config))
         except ComfytestError as exc:
             raise self.CollectError(str(exc)) from None
         # What the run's end needs to prove every case of this file ran (see judging/prune.py).

@@ -4,6 +4,7 @@ uploaded, preflight passed, and a nonce so ComfyUI's cache cannot answer for it.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from comfytest.cases.loader import Case
@@ -31,17 +32,22 @@ class Prepared(NamedTuple):
 
 
 def prepare(
-    case: Case, client: ComfyClient, object_info: dict[str, Any], fresh: Fresh = "outputs"
+    case: Case,
+    client: ComfyClient,
+    object_info: dict[str, Any],
+    fresh: Fresh = "outputs",
+    now: datetime | None = None,
 ) -> Prepared:
     """The prompt to queue on ``client``'s server: recipe applied (seeds pinned), files
-    uploaded, and preflight passed.
+    uploaded, and preflight passed. ``now`` is the time a UI-format workflow's
+    ``%date:…%`` file name patterns show (the run's start).
 
     A nonce makes nodes miss ComfyUI's cache: ``fresh="outputs"`` on output nodes (their
     files are always written afresh), ``"compute"`` on every node but loaders (each repeat
     samples again with the models still loaded), ``"all"`` on every node."""
     workflow = case.workflow
     if case.is_ui:
-        workflow = ui_to_api(copy_prompt(workflow), object_info)
+        workflow = ui_to_api(copy_prompt(workflow), object_info, now=now)
     applied = case.recipe.apply(workflow, object_info)
     prompt = copy_prompt(applied.prompt)
     for upload in applied.uploads:

@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class Runner:
     ) -> None:
         self.store = store
         self.timeout = timeout
+        #: The run's start: what ``%date:…%`` in a UI workflow's file names shows.
+        self.started_at = datetime.now()
         self.servers = servers or Servers([ServerSpec(url.rstrip("/"))] if url else [])
         self._wrote_environment = False
         #: The next case, the server (index, client) it was queued on, its prompt and id
@@ -69,7 +72,8 @@ class Runner:
     def prepare(self, case: Case, server: int | None = None, fresh: Fresh = "outputs") -> Prepared:
         """``case``'s prompt for server ``server`` (see comfytest.runner.prompt)."""
         index = self.servers.home if server is None else server
-        return prepare(case, self.servers.client(index), self.servers.object_info(index), fresh)
+        client, info = self.servers.client(index), self.servers.object_info(index)
+        return prepare(case, client, info, fresh, self.started_at)
 
     def run_case(
         self,

@@ -10,11 +10,10 @@ import difflib
 import hashlib
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from comfytest.errors import OverrideError, WorkflowError
-from comfytest.workflow.convert import is_ui_workflow
+from comfytest.errors import OverrideError
+from comfytest.workflow.files import load_workflow
 
 __all__ = [
     "SEED_INPUTS",
@@ -47,32 +46,6 @@ INPUT_ALIASES = {
 }
 #: Aliases that follow the sampler's conditioning links, or set two inputs at once.
 SPECIAL_AXES = ("prompt", "negative", "size")
-
-
-def load_workflow(path: Path) -> Prompt:
-    """Read a workflow file, API or UI format; JSON mistakes point at the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WorkflowError(f"cannot read workflow: {exc.strerror or exc}", path) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise WorkflowError(
-            f"invalid JSON: {exc.msg} (column {exc.colno})", path, exc.lineno
-        ) from None
-    if is_ui_workflow(data):
-        return dict(data)  # converted at run time, with the server's /object_info
-    if not isinstance(data, dict) or not data:
-        raise WorkflowError("expected an API-format workflow: an object of nodes by id", path)
-    for node_id, node in data.items():
-        if not isinstance(node, dict) or "class_type" not in node:
-            raise WorkflowError(
-                f"node {node_id!r} has no class_type; is this an API-format workflow?", path
-            )
-        if not isinstance(node.get("inputs", {}), dict):
-            raise WorkflowError(f"node {node_id!r}: inputs must be an object", path)
-    return data
 
 
 def copy_prompt(value: Any) -> Any:

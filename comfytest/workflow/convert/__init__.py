@@ -23,8 +23,16 @@ same from the saved JSON alone, following the frontend's rules (COMFYUI_API.md �
    input, or to its promoted widget value when that input is unconnected), into subgraphs
    (``-20`` links), and through bypassed nodes (output *n* → input *n* when its type fits, else
    the first input of exactly the target's type, else the first compatible one). A
-   PrimitiveNode source becomes a literal value. A link overrides the widget value of the same
-   name; a link from a muted node removes the input, as the frontend's final clean-up does.
+   PrimitiveNode source becomes a literal value, in every mode (the frontend's ``applyToGraph``
+   copies it into the target widget whether the PrimitiveNode is muted or bypassed). A link
+   overrides the widget value of the same name; a link from a muted real node removes the
+   input, as the frontend's final clean-up does, while a muted Reroute still passes its link.
+5. Legacy group nodes get their instance's widget values by position over the widgets the
+   frontend builds for the group (:mod:`.groups`); widgets past the saved values take their
+   defaults, as a group node loaded in the frontend shows them.
+6. ``filename_prefix`` of the save nodes: ``%date:…%`` and ``%Node.widget%`` are substituted as
+   the frontend's ``applyTextReplacements`` does (:mod:`.replacements`), the date being the
+   ``now`` the caller gives (the run's start), not the moment each prompt is queued.
 
 Deliberate choices:
 
@@ -37,12 +45,14 @@ Deliberate choices:
 * Lists are wrapped as ``{"__value__": [...]}`` so the server does not read them as links.
 
 The package, one concern a module: :mod:`.graph` (the graph as read from JSON, link shapes,
-connection rules), :mod:`.widgets` (widget values, step 3), :mod:`.subgraphs` (subgraph and
-group-node instances, step 2), :mod:`.converter` (the walk and link resolution, steps 2 and 4).
+connection rules), :mod:`.widgets` (widget values, step 3), :mod:`.subgraphs` (subgraph
+instances, step 2), :mod:`.groups` (legacy group nodes, steps 2 and 5), :mod:`.replacements`
+(step 6), :mod:`.converter` (the walk and link resolution, steps 2 and 4).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from comfytest.errors import ConversionError
@@ -61,11 +71,14 @@ def is_ui_workflow(data: object) -> bool:
     )
 
 
-def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+def ui_to_api(
+    workflow: dict[str, Any], object_info: dict[str, Any], *, now: datetime | None = None
+) -> dict[str, Any]:
     """Convert a UI-format workflow into the API prompt ``POST /prompt`` takes.
 
     ``object_info`` must come from the server the prompt will run on (same nodes, versions).
+    ``now`` is the time ``%date:…%`` patterns in ``filename_prefix`` show (default: now).
     """
     if not is_ui_workflow(workflow):
         raise ConversionError("not a UI-format workflow: expected a 'nodes' list and 'links'")
-    return Converter(workflow, object_info).convert()
+    return Converter(workflow, object_info, now).convert()

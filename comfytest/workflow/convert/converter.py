@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from comfytest.errors import ConversionError
@@ -13,13 +14,12 @@ from comfytest.workflow.convert.graph import (
     SUBGRAPH_OUTPUT,
     Graph,
     bypass_input,
+    group_bypass_input,
     read_graph,
 )
-from comfytest.workflow.convert.subgraphs import (
-    GROUP_NODE_PREFIXES,
-    group_definition,
-    promoted_values,
-)
+from comfytest.workflow.convert.groups import GROUP_NODE_PREFIXES, group_definition
+from comfytest.workflow.convert.replacements import replace_filename_patterns
+from comfytest.workflow.convert.subgraphs import promoted_values
 from comfytest.workflow.convert.widgets import (
     AlignmentError,
     dynamic_prompt,
@@ -55,8 +55,11 @@ def _title(node: dict[str, Any], spec: dict[str, Any] | None = None) -> str:
 
 
 class Converter:
-    def __init__(self, workflow: dict[str, Any], object_info: dict[str, Any]) -> None:
+    def __init__(
+        self, workflow: dict[str, Any], object_info: dict[str, Any], now: datetime | None = None
+    ) -> None:
         self.object_info = object_info
+        self.now = now
         definitions = workflow.get("definitions") or {}
         self.subgraphs = {str(s["id"]): s for s in definitions.get("subgraphs") or []}
         self.group_nodes: dict[str, Any] = (workflow.get("extra") or {}).get("groupNodes") or {}
@@ -69,6 +72,8 @@ class Converter:
             for name, value in list(node["inputs"].items()):
                 if isinstance(value, list) and len(value) == 2 and value[0] not in self.prompt:
                     del node["inputs"][name]
+        subgraphs = [read_graph(d.get("nodes") or [], []) for d in self.subgraphs.values()]
+        replace_filename_patterns(self.prompt, self.root, subgraphs, self.object_info, self.now)
         return self.prompt
 
     # -- walking the graph ----------------------------------------------------------------------
@@ -180,20 +185,27 @@ class Converter:
     def _resolve_output(
         self, graph: Graph, node: dict[str, Any], slot: int, kind: str, seen: set[str]
     ) -> _Source:
-        """What output ``slot`` of ``node`` stands for (frontend ``resolveOutput``)."""
-        mode = node.get("mode", 0)
-        if mode == MUTED:
-            return _Muted()
-        if mode == BYPASSED:
-            index = bypass_input(node, slot, kind)
-            return None if index < 0 else self._resolve_input(graph, node, index, None, seen)
-        child = self._child_graph(graph, node)
-        if child is not None:
-            return self._resolve_subgraph_output(child, slot, kind, seen)
+        """What output ``slot`` of ``node`` stands for (frontend ``resolveOutput``).
+
+        A PrimitiveNode gives its value in every mode: the frontend's ``applyToGraph`` copies
+        it into the target widget before it resolves links, muted or bypassed alike. Muting
+        stops real nodes only; a muted Reroute still passes its link through."""
         node_type = node.get("type")
         if node_type == "PrimitiveNode":
             values = node.get("widgets_values") or []
             return _Literal(values[0], from_primitive=True) if values else None
+        mode = node.get("mode", 0)
+        if mode == BYPASSED:
+            if str(node_type).startswith(GROUP_NODE_PREFIXES):
+                index = group_bypass_input(node, slot, kind)
+            else:
+                index = bypass_input(node, slot, kind)
+            return None if index < 0 else self._resolve_input(graph, node, index, None, seen)
+        child = self._child_graph(graph, node)
+        if mode == MUTED and (child is not None or node_type in self.object_info):
+            return _Muted()
+        if child is not None:
+            return self._resolve_subgraph_output(child, slot, kind, seen)
         if node_type in self.object_info:
             return (graph.api_id(node), slot)
         inputs = node.get("inputs") or []

@@ -90,3 +90,14 @@ def bypass_input(node: dict[str, Any], slot: int, kind: str) -> int:
         if types_compatible(ctype, out_type) and types_compatible(ctype, kind):
             return index
     return -1
+
+
+def group_bypass_input(node: dict[str, Any], slot: int, kind: str) -> int:
+    """The same for a bypassed legacy group node (``ExecutableGroupNodeDTO``): input ``slot``,
+    else the first input, whose type is exactly ``kind``; -1."""
+    inputs = node.get("inputs") or []
+    candidates: list[int] = [slot, *range(len(inputs))]
+    for index in candidates:
+        if index < len(inputs) and inputs[index].get("type") == kind:
+            return index
+    return -1

@@ -47,7 +47,7 @@ def _input_specs(spec: dict[str, Any]) -> Iterator[tuple[str, list[Any]]]:
                 yield name, list(configs[name])
 
 
-def _widget(name: str, config: list[Any]) -> Widget | None:
+def widget_of_config(name: str, config: list[Any]) -> Widget | None:
     kind_or_choices = config[0] if config else None
     options = dict(config[1]) if len(config) > 1 and isinstance(config[1], dict) else {}
     if options.get("forceInput"):
@@ -72,7 +72,7 @@ def _widget(name: str, config: list[Any]) -> Widget | None:
 
 def widgets_of(spec: dict[str, Any]) -> list[Widget]:
     """The node's widgets in the order the frontend creates them."""
-    return [w for name, config in _input_specs(spec) if (w := _widget(name, config))]
+    return [w for name, config in _input_specs(spec) if (w := widget_of_config(name, config))]
 
 
 def saved_layout(widgets: Sequence[Widget], *, uploads: bool) -> list[tuple[Widget, str]]:
@@ -115,7 +115,7 @@ def align_exact(widgets: Sequence[Widget], values: Sequence[Any]) -> dict[str, A
     return None
 
 
-def _align_by_shape(widgets: Sequence[Widget], values: Sequence[Any]) -> dict[str, Any]:
+def align_by_shape(widgets: Sequence[Widget], values: Sequence[Any]) -> dict[str, Any]:
     """Walk the widgets, skipping saved extras only where a value looks like one.
 
     Values left over at the end belong to widgets that frontend extensions add after the
@@ -140,7 +140,7 @@ def _align_by_shape(widgets: Sequence[Widget], values: Sequence[Any]) -> dict[st
     return found
 
 
-def _default(widget: Widget) -> Any:
+def default_value(widget: Widget) -> Any:
     if "default" in widget.options:
         return widget.options["default"]
     return widget.choices[0] if widget.choices else None
@@ -149,7 +149,7 @@ def _default(widget: Widget) -> Any:
 def is_dynamic_prompt(spec: dict[str, Any], name: str) -> bool:
     for input_name, config in _input_specs(spec):
         if input_name == name:
-            widget = _widget(name, config)
+            widget = widget_of_config(name, config)
             return bool(widget and widget.kind == "STRING" and widget.options.get("dynamicPrompts"))
     return False
 
@@ -163,10 +163,10 @@ def widget_inputs(node: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         found = {name: value for name, value in saved.items() if name in names}
     else:
         values = list(saved or [])
-        found = align_exact(widgets, values) or _align_by_shape(widgets, values)
+        found = align_exact(widgets, values) or align_by_shape(widgets, values)
     inputs: dict[str, Any] = {}
     for widget in widgets:
-        value = found[widget.name] if widget.name in found else _default(widget)
+        value = found[widget.name] if widget.name in found else default_value(widget)
         if value is None and widget.name not in found:
             continue
         if widget.kind == "STRING" and widget.options.get("dynamicPrompts"):
