@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from comfytest.cases.reference import preference
+from comfytest.reports.history import (
+    append_history,
+    load_history,
+    run_summary,
+    runs_until,
+    trend_lines,
+    trends,
+)
 from comfytest.runner.result import spread
 from comfytest.runtime import ManagedServer
 
@@ -185,3 +194,27 @@ def test_sweep_reference_by_default_is_the_most_steps_then_the_highest_values() 
     cells = [{"sampler": n, "KSampler.steps": s} for n in ("euler", "dpm", "ddim") for s in (8, 4)]
     assert cells[preference(cells, {})[0]] == {"sampler": "ddim", "KSampler.steps": 8}
     assert preference(cells, {}) == preference(list(cells), {}), "deterministic"
+
+
+def test_history_keeps_the_last_runs_and_compares_like_with_like(tmp_path: Path) -> None:
+    def record(i: int, workers: int = 0) -> dict[str, Any]:
+        timings = {"execution_s": 1.0 + i, "cold": i == 0}
+        return {
+            "header": {"run_id": f"r{i}", "started": f"2025-01-0{i + 1}", "xdist_workers": workers},
+            "cases": [{"id": "c", "outcome": "passed", "timings": timings}],
+        }
+
+    (tmp_path / "history.jsonl").write_text("not a run\n")
+    for i in range(5):
+        append_history(tmp_path, record(i), keep=3)
+    runs = load_history(tmp_path)
+    assert [run["run_id"] for run in runs] == ["r2", "r3", "r4"], "bounded, oldest dropped"
+    assert [p["seconds"] for p in trends(runs)["c"]] == [3.0, 4.0, 5.0]
+    # A report rendered again later shows the runs up to its own only.
+    assert [run["run_id"] for run in runs_until(runs, record(3))] == ["r2", "r3"]
+    # Another xdist worker count is not compared with.
+    mixed = [*runs, run_summary(record(5, workers=2))]
+    assert [p["seconds"] for p in trends(mixed)["c"]] == [6.0]
+    lines = trend_lines(mixed, "h")
+    assert "3 run(s) with another xdist worker count left out" in lines[0]
+    assert len(lines) == 1, "one run of two workers is no trend yet"

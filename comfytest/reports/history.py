@@ -156,8 +156,10 @@ def trend_lines(runs: Sequence[Mapping[str, Any]], source: str, shown: int = 8) 
     left_out = sum(run.get("xdist_workers", 0) != workers for run in runs)
     note = f"; {left_out} run(s) with another xdist worker count left out" if left_out else ""
     lines = [f"timing trend over {len(runs)} runs in {source} (server execution, s; * cold{note}):"]
-    width = max((len(case) for case in per_case), default=0)
+    width = max((len(case) for case, points in per_case.items() if len(points) > 1), default=0)
     for case, points in sorted(per_case.items()):
+        if len(points) < 2:
+            continue  # one timed run is no trend yet
         times = "  ".join(
             f"{p['seconds']:.3f}{'*' if p.get('cold') else ''}" for p in points[-shown:]
         )

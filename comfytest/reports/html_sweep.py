@@ -50,7 +50,7 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     psnr = cell.get("psnr")
     measured = "phash" in cell
     return {
-        "values": [values.get(axis, "") for axis in axes],
+        "shown": [values.get(axis, "") for axis in axes],
         "seconds": "—" if seconds is None else f"{seconds:.3f}",
         "cold": bool(cell.get("cold")),
         "phash": cell.get("phash", "—"),
