@@ -335,6 +335,8 @@ def test_report_review_tools_in_headless_chromium(
     review_run(pytester, project, comfy)
     html = (project / "report.html").read_text()
     assert "|---|" not in html, "the sweep's table is HTML, not markdown"
+    uris = re.findall(r'src="(data:[^"]+)"', html)
+    assert len(uris) == len(set(uris)), "the slider copies its images: each is inlined once"
     results = project / ".comfytest" / "results"
     with Image.open(project / "baselines/t/changed/9-0.png") as opened:
         baseline = np.asarray(opened.convert("RGB")).astype(int)
