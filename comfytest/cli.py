@@ -17,6 +17,13 @@ from comfytest.comfy.client import ComfyClient, header_from_env
 from comfytest.comfy.environment import recorded_environment, server_fingerprint
 from comfytest.errors import ComfytestError, ServerError
 from comfytest.judging import accept
+from comfytest.reports.history import (
+    HISTORY_FILE,
+    load_history,
+    run_summary,
+    runs_until,
+    trend_lines,
+)
 from comfytest.reports.html import load_record, write_html_report
 from comfytest.runtime import (
     Runtime,
@@ -121,13 +128,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only list what would change")
     p.set_defaults(handler=_accept)
 
-    p = commands.add_parser("report", help="render the HTML report from a results JSON (run.json)")
+    p = commands.add_parser(
+        "report",
+        help="render the HTML report from a results JSON (run.json) and print the timing trend",
+        description="Renders the HTML report of a run and prints each case's timing trend: "
+        "over the runs its results folder's history.jsonl keeps, or over the run.json files "
+        "given (the report is then the newest one's).",
+    )
     p.add_argument(
         "run_json",
         type=Path,
-        nargs="?",
-        default=Path(".comfytest/results/run.json"),
-        help="the results file (default .comfytest/results/run.json)",
+        nargs="*",
+        default=[Path(".comfytest/results/run.json")],
+        help="the results file (default .comfytest/results/run.json); several: the trend is "
+        "over them",
     )
     p.add_argument(
         "-o", "--output", type=Path, default=Path("report.html"), help="default report.html"
@@ -233,8 +247,19 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    record = load_record(args.run_json)
-    write_html_report(record, args.run_json.resolve().parent, args.output)
+    records = [(load_record(path), path) for path in args.run_json]
+    records.sort(key=lambda found: str((found[0].get("header") or {}).get("started") or ""))
+    record, path = records[-1]
+    results = path.resolve().parent
+    if len(records) > 1:
+        runs = [run_summary(r) for r, _ in records]
+        source = f"{len(records)} run.json files"
+    else:
+        runs = runs_until(load_history(results), record)
+        source = str(results / HISTORY_FILE)
+    write_html_report(record, results, args.output, runs)
+    for line in trend_lines(runs, source):
+        print(line)
     print(args.output)
     return 0
 

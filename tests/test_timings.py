@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from comfytest.cases.reference import preference
+from comfytest.reports.history import (
+    append_history,
+    load_history,
+    run_summary,
+    runs_until,
+    trend_lines,
+    trends,
+)
 from comfytest.runner.result import spread
 from comfytest.runtime import ManagedServer
 
@@ -112,14 +122,18 @@ def test_sweep_report_grid_chart_and_table(
 ) -> None:
     (project / "cases/s.yaml").write_text(
         "workflow: workflows/txt2img.json\nseed: 3\ncases:\n  - id: grid\n"
-        "    matrix: {steps: [2, 4, 8], cfg: [2.0, 6.0]}\n    reference: {steps: 8, cfg: 6.0}\n"
+        "    matrix: {steps: [2, 4, 8], cfg: [2.0, 6.0]}\n    reference: {steps: 8}\n"
     )
     result = pytester.runpytest("--comfy-url", comfy.url, "--comfy-update=missing")
     result.assert_outcomes(passed=6)
     report = project / ".comfytest/results/s/grid/sweep"
     result.stdout.fnmatch_lines([f"sweep report: {report}/ (grid.png, chart.png, table.md)"])
     table = (report / "table.md").read_text().splitlines()
-    assert table[2] == "reference: steps=8, cfg=6.0"
+    # It names the steps only: of its cells, the default rule takes the highest cfg.
+    assert table[2] == (
+        "reference: steps=8, cfg=6.0 (named by the case, then the most steps, then the "
+        "highest values)"
+    )
     rows = [line.split(" | ") for line in table[6:]]
     assert [(r[0].strip("| "), r[1]) for r in rows] == [
         ("2", "2.0"),
@@ -129,7 +143,13 @@ def test_sweep_report_grid_chart_and_table(
         ("8", "2.0"),
         ("8", "6.0"),
     ]
-    assert rows[-1][3:] == ["0", "0.0", "inf |"], "the reference is at distance 0"
+    assert rows[-1][3:] == ["0", "0.0", "inf", "passed (reference) |"], "at distance 0"
+    assert all(row[-1] == "passed |" for row in rows[:-1]), "each cell's verdict"
+    sweep = json.loads((project / ".comfytest/results/run.json").read_text())["sweeps"][0]
+    assert sweep["axes"] == ["steps", "cfg"]
+    assert sweep["reference"] == {"steps": 8, "cfg": 6.0}
+    assert [c["verdict"] for c in sweep["cells"]] == ["passed"] * 6
+    assert sweep["cells"][0]["case"] == "cases/s.yaml::grid[steps=2-cfg=2.0]"
     assert int(rows[1][3]) > 0, "2 steps look different from 8"
     with Image.open(report / "grid.png") as grid:
         assert grid.width >= 120 + 2 * 128, "2 columns"
@@ -138,10 +158,66 @@ def test_sweep_report_grid_chart_and_table(
         assert chart.width > 300
 
 
-def test_sweep_reference_must_be_a_cell(pytester: pytest.Pytester, project: Path) -> None:
+@pytest.mark.parametrize(
+    ("reference", "line", "message"),
+    [
+        ("{steps: 5}", 7, "reference: steps=5 is not one of the values of steps (2, 4)"),
+        (
+            "{stpes: 4}",
+            7,
+            "reference: 'stpes' is not an axis of this sweep (its axes: steps, prompt, seed); "
+            "did you mean 'steps'?",
+        ),
+        ("\n      steps: 4\n      seed: 9", 9, "reference: seed=9 is not one of the values*"),
+        ("{prompt: a, seed: 2}", 7, "reference: {'prompt': 'a', 'seed': 2} is not a cell*"),
+        ("steps=4", 7, "reference: expected a mapping of axis -> value, e.g. {steps: 20}*"),
+    ],
+    ids=["value", "axis", "line-of-its-key", "zipped", "not-a-mapping"],
+)
+def test_sweep_reference_is_checked_at_its_file_and_line(
+    pytester: pytest.Pytester, project: Path, reference: str, line: int, message: str
+) -> None:
     (project / "cases/s.yaml").write_text(
         "workflow: workflows/txt2img.json\nseed: 3\ncases:\n  - id: grid\n"
-        "    matrix: {steps: [2, 4]}\n    reference: {steps: 5}\n"
+        "    matrix: {steps: [2, 4]}\n    zip: {prompt: [a, b], seed: [1, 2]}\n"
+        f"    reference: {reference}\n"
     )
     result = pytester.runpytest("--comfy-url=http://127.0.0.1:9", "--collect-only")
-    result.stdout.fnmatch_lines(["*s.yaml:6: reference: {'steps': 5} is not a cell of this sweep"])
+    result.stdout.fnmatch_lines([f"*s.yaml:{line}: {message}"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_sweep_reference_by_default_is_the_most_steps_then_the_highest_values() -> None:
+    """Chosen from the values, never from measured times: the same cell on every run."""
+    grid = [{"steps": s, "cfg": c} for s in (5, 10) for c in (3.0, 7.0)]
+    assert grid[preference(grid, {})[0]] == {"steps": 10, "cfg": 7.0}
+    assert grid[preference(grid, {"cfg": 3.0})[0]] == {"steps": 10, "cfg": 3.0}
+    # Steps first wherever the axis is written; values that are not all numbers rank by
+    # their place in the list, the last one highest.
+    cells = [{"sampler": n, "KSampler.steps": s} for n in ("euler", "dpm", "ddim") for s in (8, 4)]
+    assert cells[preference(cells, {})[0]] == {"sampler": "ddim", "KSampler.steps": 8}
+    assert preference(cells, {}) == preference(list(cells), {}), "deterministic"
+
+
+def test_history_keeps_the_last_runs_and_compares_like_with_like(tmp_path: Path) -> None:
+    def record(i: int, workers: int = 0) -> dict[str, Any]:
+        timings = {"execution_s": 1.0 + i, "cold": i == 0}
+        return {
+            "header": {"run_id": f"r{i}", "started": f"2025-01-0{i + 1}", "xdist_workers": workers},
+            "cases": [{"id": "c", "outcome": "passed", "timings": timings}],
+        }
+
+    (tmp_path / "history.jsonl").write_text("not a run\n")
+    for i in range(5):
+        append_history(tmp_path, record(i), keep=3)
+    runs = load_history(tmp_path)
+    assert [run["run_id"] for run in runs] == ["r2", "r3", "r4"], "bounded, oldest dropped"
+    assert [p["seconds"] for p in trends(runs)["c"]] == [3.0, 4.0, 5.0]
+    # A report rendered again later shows the runs up to its own only.
+    assert [run["run_id"] for run in runs_until(runs, record(3))] == ["r2", "r3"]
+    # Another xdist worker count is not compared with.
+    mixed = [*runs, run_summary(record(5, workers=2))]
+    assert [p["seconds"] for p in trends(mixed)["c"]] == [6.0]
+    lines = trend_lines(mixed, "h")
+    assert "3 run(s) with another xdist worker count left out" in lines[0]
+    assert len(lines) == 1, "one run of two workers is no trend yet"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from comfytest.cases.body import (
 )
 from comfytest.cases.case import Case
 from comfytest.cases.recipe import Axis, Recipe, UiCheck, Upload
+from comfytest.cases.reference import check_reference
 from comfytest.cases.workflow_file import case_workflow
 from comfytest.cases.yaml_reader import LineMap, load_yaml
 from comfytest.comfy.schema_cache import NodeSchemas
@@ -203,17 +203,10 @@ def _expand(
         for row in zip(*[vals for _, vals in zipped_axes], strict=True)
     ] or [[]]
     rows = [[*m, *z] for m in itertools.product(*matrix) for z in zip_rows]
-    reference, rpath, rline = body.scalars.get("reference", ({}, path, entry.line))
-    if reference and (
-        not isinstance(reference, Mapping)
-        or not any(all(dict(row).get(k) == v for k, v in reference.items()) for row in rows)
-    ):
-        raise CaseError(
-            f"reference: {dict(reference) if isinstance(reference, Mapping) else reference!r} "
-            "is not a cell of this sweep",
-            rpath,
-            rline,
-        )
+    written, rpath, rline = body.scalars.get("reference", ({}, path, entry.line))
+    reference = check_reference(
+        written, [(name, vals) for name, vals, _ in axes], [dict(r) for r in rows], rpath, rline
+    )
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for row in rows:

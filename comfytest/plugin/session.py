@@ -26,9 +26,10 @@ from comfytest.plugin.nodes import (
     record_of,
     worker_count,
 )
+from comfytest.reports.history import append_history
 from comfytest.reports.html import evidence_extras, write_html_report
 from comfytest.reports.record import case_record, run_record
-from comfytest.reports.sweep import Cell, group_cells, write_report
+from comfytest.reports.sweep import write_sweeps
 from comfytest.reports.table import summary_table
 
 __all__ = ["HtmlExtras", "Summary"]
@@ -103,14 +104,16 @@ class Summary:
             if when == "teardown":
                 self.finished.setdefault(case_file, set()).add(report.nodeid)
         if when == "call":
-            if record.sweep is not None:
-                self.sweeps.append(record.sweep)
             if record.retried is not None:
                 self.retried.append((report.nodeid, record.retried))
             if record.compare is not None:
                 self.compared[report.nodeid] = record.compare
             message = str(report.longrepr)[:2000] if report.failed else ""
             outcome = "error" if report.when != "call" and report.failed else report.outcome
+            if record.sweep is not None:
+                changed = outcome == "passed" and bool(record.changed_within_tolerance)
+                verdict = "changed" if changed else outcome
+                self.sweeps.append({**record.sweep, "verdict": verdict, "id": report.nodeid})
             if is_infrastructure(report):
                 self.infrastructure += 1
             if report.failed and record.kind:
@@ -147,19 +150,8 @@ class Summary:
         if self.noise:
             body = json.dumps(self.noise, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "noise_floor.json", body.encode())
-        for case, records in group_cells(self.sweeps).items():
-            cells = [
-                Cell(
-                    r["values"],
-                    r["seconds"],
-                    Path(r["image"]) if r["image"] else None,
-                    bool(r.get("cold")),
-                )
-                for r in records
-            ]
-            folder = Path(records[0]["results"]) / "sweep"
-            write_report(folder, case, cells, records[0]["reference"] or None)
-            self.reports.append((case, folder))
+        sweeps = write_sweeps(self.sweeps)
+        self.reports = [(sweep["case"], Path(sweep["folder"])) for sweep in sweeps]
         if self.cases:
             workers = worker_count(self.config)
             record = run_record(
@@ -169,11 +161,12 @@ class Summary:
                 rootdir=self.config.rootpath,
                 workers=workers,
                 baselines=settings.baselines,
-                sweeps=[{"case": case, "folder": str(folder)} for case, folder in self.reports],
+                sweeps=sweeps,
                 update=settings.update,
             )
             body = json.dumps(record, indent=2, sort_keys=True) + "\n"
             atomic_write(settings.results / "run.json", body.encode())
+            append_history(settings.results, record)
             if settings.report is not None:
                 write_html_report(record, settings.results, settings.report)
         if not self.folders or settings.noise_floor:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from comfytest.atomic import atomic_write
 from comfytest.errors import ComfytestError
+from comfytest.reports.history import load_history, runs_until, sparkline, trends, versus_before
+from comfytest.reports.html_sweep import VERDICT_MARKS, sweep_view
 from comfytest.reports.table import percent
 
 __all__ = ["evidence_extras", "load_record", "render_report", "write_html_report"]
@@ -55,9 +58,15 @@ def load_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def write_html_report(record: Mapping[str, Any], results: Path, out: Path) -> None:
-    """Render ``record`` (whose paths are relative to ``results``) to ``out``, atomically."""
-    atomic_write(out, render_report(record, results).encode("utf-8"))
+def write_html_report(
+    record: Mapping[str, Any],
+    results: Path,
+    out: Path,
+    history: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    """Render ``record`` (whose paths are relative to ``results``) to ``out``, atomically;
+    the timing trends from ``history`` (run summaries), else from ``results``' history."""
+    atomic_write(out, render_report(record, results, history).encode("utf-8"))
 
 
 @functools.cache
@@ -88,11 +97,17 @@ def evidence_extras(
     return html, images
 
 
-def render_report(record: Mapping[str, Any], results: Path) -> str:
+def render_report(
+    record: Mapping[str, Any],
+    results: Path,
+    history: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
     environment = _templates()
     header = record.get("header") or {}
+    runs = runs_until(load_history(results), record) if history is None else history
+    per_case = trends(runs)
     cases = sorted(
-        (_case(case, results) for case in record["cases"]),
+        (_case(case, results, per_case.get(str(case["id"]))) for case in record["cases"]),
         key=lambda c: (_rank(c["outcome"]), c["id"]),
     )
     counts = {o: sum(c["outcome"] == o for c in cases) for o in OUTCOME_ORDER}
@@ -107,7 +122,9 @@ def render_report(record: Mapping[str, Any], results: Path) -> str:
         outputs=_output_counts(cases),
         environment=_flatten(header.get("environment") or {}),
         changes=sorted(changes.items()),
-        sweeps=[_sweep(s, results) for s in record.get("sweeps") or []],
+        sweeps=[sweep_view(s, results, _inline) for s in record.get("sweeps") or []],
+        marks=VERDICT_MARKS,
+        runs=len(runs),
     )
 
 
@@ -115,7 +132,9 @@ def _rank(outcome: str) -> int:
     return OUTCOME_ORDER.index(outcome) if outcome in OUTCOME_ORDER else 0
 
 
-def _case(case: Mapping[str, Any], results: Path) -> dict[str, Any]:
+def _case(
+    case: Mapping[str, Any], results: Path, trend: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     timings = case.get("timings") or {}
     comparisons = case.get("comparisons") or {}
     evidence = case.get("evidence") or {}
@@ -141,6 +160,21 @@ def _case(case: Mapping[str, Any], results: Path) -> dict[str, Any]:
         "repeats": timings.get("repeats"),
         "environment_changes": case.get("environment_changes") or [],
         "outputs": outputs,
+        "changed": [o["label"] for o in outputs if o["changed"]],
+        "trend": _trend(trend),
+    }
+
+
+def _trend(points: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The case's timing trend: an inline SVG chart and the last time against the median
+    of the warm ones before it; None with fewer than two timed runs."""
+    if not points or len(points) < 2:
+        return None
+    ratio = versus_before(points)
+    return {
+        "svg": markupsafe.Markup(sparkline(points)),  # numbers only: see sparkline
+        "runs": len(points),
+        "ratio": None if ratio is None else f"{ratio:.2f}x",
     }
 
 
@@ -197,17 +231,6 @@ def _inline(path: str | None, results: Path) -> dict[str, str] | None:
     if file.suffix != ".png":
         return {"missing": f"{path}, kept as the server sent it: not a readable image"}
     return {"src": "data:image/png;base64," + base64.b64encode(data).decode(), "name": file.name}
-
-
-def _sweep(sweep: Mapping[str, str], results: Path) -> dict[str, Any]:
-    folder = Path(sweep["folder"])
-    table = results / folder / "table.md"
-    return {
-        "case": sweep["case"],
-        "grid": _inline((folder / "grid.png").as_posix(), results),
-        "chart": _inline((folder / "chart.png").as_posix(), results),
-        "table": table.read_text(encoding="utf-8") if table.exists() else "",
-    }
 
 
 def _output_counts(cases: list[dict[str, Any]]) -> dict[str, int]:

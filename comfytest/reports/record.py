@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def run_record(
     rootdir: Path,
     workers: int,
     baselines: Path | None = None,
-    sweeps: list[dict[str, str]] | None = None,
+    sweeps: list[dict[str, Any]] | None = None,
     update: str = "none",
 ) -> dict[str, Any]:
     """The whole run: a header (environment, commit, workers, servers, version) and cases.
@@ -142,6 +143,8 @@ def run_record(
     return {
         "header": {
             "comfytest_version": __version__,
+            # Which line of the timing history (reports/history.py) this run is.
+            "run_id": uuid.uuid4().hex[:16],
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "wall_s": round(time.time() - started, 3),
             "git_commit": _git_commit(rootdir),
