@@ -3,6 +3,10 @@
 A server given by URL is connected on first use; one launched here (``--comfy-launch``)
 is started then. Each gets one client, its node definitions and its fingerprint for the
 whole run. Which server a case runs on follows the pool's binding rule (comfytest.comfy.pool).
+
+Only a managed server is told to unload its models (``POST /free``) at connection: on a
+server given by URL, other people's models stay loaded, and the first case is timed as
+what it is (cold when its loaders ran, warm when they came from the cache).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from comfytest.comfy.api import Api
+from comfytest.comfy.auth import cloud_key
 from comfytest.comfy.client import ComfyClient, header_from_env
+from comfytest.comfy.http import RETRY_BUDGET
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
@@ -74,6 +81,10 @@ class Servers:
         managed_elsewhere: bool = False,
         model_dirs: Mapping[str, Sequence[str]] | None = None,
         schema_root: Path | None = None,
+        cloud_key_env: str | None = None,
+        retry_budget: float = RETRY_BUDGET,
+        max_queued: int | None = None,
+        run_id: str | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
@@ -82,8 +93,17 @@ class Servers:
         started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
         are given to the servers this pool starts, on top of the runtime's own. Each
         server's /object_info is saved under ``schema_root`` (the project) for collection
-        (comfytest.comfy.schema_cache), when given."""
+        (comfytest.comfy.schema_cache), when given.
+
+        ``cloud_key_env`` names the environment variable holding a Comfy Cloud API key: the
+        servers given by URL are then spoken to as Comfy Cloud (comfytest.comfy.api); read
+        when a client is made, like ``auth_env``. ``retry_budget``, ``max_queued`` and
+        ``run_id`` go to every client (see ``ComfyClient``)."""
         self._schema_root = schema_root
+        self._cloud_key_env = cloud_key_env
+        self._retry_budget = retry_budget
+        self._max_queued = max_queued
+        self._run_id = run_id
         self._runtime = runtime
         self._home = home
         self._runtime_name = runtime_name
@@ -116,8 +136,14 @@ class Servers:
 
     @property
     def server_line(self) -> str:
-        """One line per server this pool reached (or started)."""
-        return "\n".join(entry.line for entry in self._pool if entry.line)
+        """One line per server this pool reached (or started), saying when its prompts were
+        polled because it refused the WebSocket."""
+        lines = []
+        for entry in self._pool:
+            if entry.line:
+                polled = entry.client.polling if entry.client is not None else None
+                lines.append(entry.line + (f"\n  prompts polled: {polled}" if polled else ""))
+        return "\n".join(lines)
 
     def pick(self, required: Mapping[str, object]) -> int | None:
         """The server a case with these tag requirements runs on (None: no server fits)."""
@@ -219,11 +245,23 @@ class Servers:
                 with contextlib.suppress(RuntimeSetupError):
                     entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
             header = header_from_env(self._auth_env) if self._auth_env else None
-            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
+            managed = entry.launch or entry.managed is not None or self._managed_elsewhere
+            cloud = None if managed or not self._cloud_key_env else self._cloud_key_env
+            client = ComfyClient(
+                url,
+                header=header,
+                ca_bundle=self._ca_bundle,
+                api=Api(cloud_key(cloud)) if cloud else None,
+                retry_budget=self._retry_budget,
+                max_queued=None if managed else self._max_queued,
+                run_id=self._run_id,
+            )
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-                # Nothing cached before this run counts: models are read from disk again.
-                client.free()
+                if managed:
+                    # Ours alone: nothing cached before this run counts, models are read
+                    # from disk again. Never on a server given by URL (others use it).
+                    client.free()
             except ServerError as exc:
                 client.close()
                 raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
@@ -235,6 +273,8 @@ class Servers:
             how = f"managed, ready in {ready_s:.1f} s"
         elif self._managed_elsewhere:
             how = "managed by the xdist controller"
+        elif client.api.cloud:
+            how = "Comfy Cloud, given by --comfy-url"
         else:
             how = "given by --comfy-url"
         tags = " ".join(f"{k}={v}" for k, v in sorted(entry.spec.tags.items()))

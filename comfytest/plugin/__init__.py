@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
@@ -86,6 +87,11 @@ def pytest_configure(config: pytest.Config) -> None:
         auth_env=settings.auth_env,
         ca_bundle=settings.ca_bundle,
         schema_root=config.rootpath,
+        cloud_key_env=settings.cloud_key_env,
+        retry_budget=settings.retry_budget,
+        max_queued=settings.max_queued,
+        # One id for the whole run, every xdist worker: what --comfy-max-queued counts.
+        run_id=workerinput.get("testrunuid") or uuid.uuid4().hex,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")
