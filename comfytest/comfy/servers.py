@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,8 @@ class Servers:
         self._ca_bundle = ca_bundle
         self._managed_elsewhere = managed_elsewhere
         self.model_dirs = {k: [Path(p) for p in v] for k, v in (model_dirs or {}).items()}
+        #: Held while a server is connected or its node definitions fetched (``prefetch``).
+        self._lock = threading.RLock()
         self._pool = [Server(spec) for spec in specs] or [
             Server(ServerSpec("", dict(server_tags or {})), launch=True)
         ]
@@ -206,9 +209,24 @@ class Servers:
         ]
         self._home_server = 0
 
+    def prefetch(self, index: int) -> None:
+        """Connect to server ``index`` and fetch its node definitions in the background
+        (while pytest collects), so the first case does not wait for them; what fails is
+        raised again by the next ``client(index)``."""
+
+        def fetch() -> None:
+            with contextlib.suppress(ComfytestError):
+                self.object_info(index)
+
+        threading.Thread(target=fetch, name="comfytest-prefetch", daemon=True).start()
+
     def client(self, index: int) -> ComfyClient:
         """Server ``index``'s client; starts the managed server the first time when
         launching."""
+        with self._lock:
+            return self._client(index)
+
+    def _client(self, index: int) -> ComfyClient:
         entry = self._pool[index]
         if entry.setup_error is not None:
             raise entry.setup_error
@@ -283,6 +301,10 @@ class Servers:
 
     def object_info(self, index: int) -> dict[str, Any]:
         """Server ``index``'s node definitions, fetched once per run."""
+        with self._lock:
+            return self._object_info(index)
+
+    def _object_info(self, index: int) -> dict[str, Any]:
         entry = self._pool[index]
         if entry.object_info is None:
             entry.object_info = self.client(index).object_info()
@@ -304,6 +326,10 @@ class Servers:
 
     def close(self) -> None:
         """Close every client and stop the managed servers this pool started or adopted."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for entry in self._pool:
             if entry.client is not None:
                 entry.client.close()

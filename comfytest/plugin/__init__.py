@@ -94,6 +94,10 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id=workerinput.get("testrunuid") or uuid.uuid4().hex,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
+    if servers and not config.option.collectonly and not getattr(config.option, "numprocesses", 0):
+        # A server given by URL: connect and read its node definitions while pytest
+        # collects, so the first case starts with them (the xdist controller runs none).
+        pool.prefetch(pool.home)
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")
     if controller and settings.launch and settings.server_count > 1:
         config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")
