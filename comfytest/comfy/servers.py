@@ -4,9 +4,7 @@ A server given by URL is connected on first use; one launched here (``--comfy-la
 is started then. Each gets one client, its node definitions and its fingerprint for the
 whole run. Which server a case runs on follows the pool's binding rule (comfytest.comfy.pool).
 
-Only a managed server is told to unload its models (``POST /free``) at connection: on a
-server given by URL, other people's models stay loaded, and the first case is timed as
-what it is (cold when its loaders ran, warm when they came from the cache).
+Only a managed server is told to unload its models at connection (comfytest.comfy.connect).
 """
 
 from __future__ import annotations
@@ -20,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from comfytest.comfy.api import Api
-from comfytest.comfy.auth import cloud_key
-from comfytest.comfy.client import ComfyClient, header_from_env
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.connect import ClientOptions
 from comfytest.comfy.http import RETRY_BUDGET
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
@@ -101,17 +98,14 @@ class Servers:
         when a client is made, like ``auth_env``. ``retry_budget``, ``max_queued`` and
         ``run_id`` go to every client (see ``ComfyClient``)."""
         self._schema_root = schema_root
-        self._cloud_key_env = cloud_key_env
-        self._retry_budget = retry_budget
-        self._max_queued = max_queued
-        self._run_id = run_id
+        self._options = ClientOptions(
+            auth_env, ca_bundle, cloud_key_env, retry_budget, max_queued, run_id
+        )
         self._runtime = runtime
         self._home = home
         self._runtime_name = runtime_name
         self._run_root = run_root
         self._server_args = tuple(server_args)
-        self._auth_env = auth_env
-        self._ca_bundle = ca_bundle
         self._managed_elsewhere = managed_elsewhere
         self.model_dirs = {k: [Path(p) for p in v] for k, v in (model_dirs or {}).items()}
         #: Held while a server is connected or its node definitions fetched (``prefetch``).
@@ -262,27 +256,8 @@ class Servers:
             elif self._managed_elsewhere and entry.runtime is None:
                 with contextlib.suppress(RuntimeSetupError):
                     entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
-            header = header_from_env(self._auth_env) if self._auth_env else None
             managed = entry.launch or entry.managed is not None or self._managed_elsewhere
-            cloud = None if managed or not self._cloud_key_env else self._cloud_key_env
-            client = ComfyClient(
-                url,
-                header=header,
-                ca_bundle=self._ca_bundle,
-                api=Api(cloud_key(cloud)) if cloud else None,
-                retry_budget=self._retry_budget,
-                max_queued=None if managed else self._max_queued,
-                run_id=self._run_id,
-            )
-            try:
-                version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-                if managed:
-                    # Ours alone: nothing cached before this run counts, models are read
-                    # from disk again. Never on a server given by URL (others use it).
-                    client.free()
-            except ServerError as exc:
-                client.close()
-                raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
+            client, version = self._options.connect(url, managed=managed)
         except (RuntimeSetupError, ServerError) as exc:
             entry.setup_error = exc
             raise
