@@ -13,11 +13,13 @@ itself as the message a user should read: no traceback is needed to act on it.
     ├── PreflightFailed        the workflow cannot run on this server; nothing was queued
     ├── ServerSpecError        a --comfy-url spec or tag is malformed (a usage error)
     ├── ServerError            talking to ComfyUI failed (the server, not the workflow)
-    │   ├── CaseTimeout        a prompt did not finish in time (it was interrupted)
+    │   ├── CaseTimeout        a prompt did not finish in time (it was stopped if ours)
+    │   ├── ServerBusy         HTTP 429 / 503 past the retry budget (also Infrastructure)
     │   └── ServerLost         the server stopped answering (also an InfrastructureError)
     ├── InfrastructureError    the case could not be tested at all: a pytest *error*, not a
     │   │                      failure, and ``"outcome": "error"`` in results/run.json
     │   ├── RuntimeSetupError  the managed ComfyUI could not be installed or started
+    │   ├── ServerBusy
     │   └── ServerLost
     ├── PromptRejected         ComfyUI refused the prompt (HTTP 400 or node_errors)
     ├── ExecutionFailed        a node raised while the prompt ran (execution_error)
@@ -57,6 +59,7 @@ __all__ = [
     "Problem",
     "PromptRejected",
     "RuntimeSetupError",
+    "ServerBusy",
     "ServerError",
     "ServerLost",
     "ServerSpecError",
@@ -106,7 +109,8 @@ class ServerError(ComfytestError):
 
 
 class CaseTimeout(ServerError):
-    """A prompt ran past its timeout; comfytest interrupted it and removed it from the queue."""
+    """A prompt ran past its timeout; comfytest interrupted it when it was the running
+    prompt, else removed it from the queue (its message says which)."""
 
 
 class InfrastructureError(ComfytestError):
@@ -124,6 +128,11 @@ class ServerLost(ServerError, InfrastructureError):
 
     Raised after one quick reachability check; later cases of the run check once more and
     fail fast with this same error instead of waiting out their timeouts."""
+
+
+class ServerBusy(ServerError, InfrastructureError):
+    """The server kept answering HTTP 429 (too many requests, a full queue) or 503 for
+    longer than the retry budget: nothing says the workflow is wrong."""
 
 
 @dataclass(frozen=True)

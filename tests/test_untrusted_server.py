@@ -152,9 +152,8 @@ def test_the_auth_header_reaches_the_configured_server_and_no_other(
             "(http://127.0.0.1:*)"
         ]
     )
-    assert {"/system_stats", "/object_info", "/free", "/ws", "/prompt", "/view"} <= set(
-        fake.paths()
-    )
+    assert {"/system_stats", "/object_info", "/ws", "/prompt", "/view"} <= set(fake.paths())
+    assert "/free" not in fake.paths(), "a server given by URL is not told to unload models"
     assert [seen.path for seen in fake.requests if seen.headers.get(header) != sent] == []
     assert elsewhere.requests == [], "the redirect to another host was not followed"
     assert_nowhere(TOKEN, result, project)

@@ -1,4 +1,5 @@
-"""The auth header for a server behind a proxy or a token, read from the environment."""
+"""The auth header for a server behind a proxy or a token, and the Comfy Cloud API key,
+read from the environment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 from comfytest.errors import ServerError
 
-__all__ = ["header_from_env"]
+__all__ = ["cloud_key", "header_from_env"]
 
 
 def header_from_env(name: str) -> tuple[str, str]:
@@ -23,3 +24,12 @@ def header_from_env(name: str) -> tuple[str, str]:
     if full:
         return full.group(1), full.group(2).strip()
     return "Authorization", f"Bearer {value}"
+
+
+def cloud_key(name: str) -> str:
+    """The Comfy Cloud API key environment variable ``name`` holds; like the header, it is
+    never shown: a missing or empty variable is reported by its name only."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ServerError(f"the environment variable {name} (the Comfy Cloud API key) is not set")
+    return value

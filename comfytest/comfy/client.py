@@ -2,13 +2,14 @@
 
 One ``httpx.Client`` and one WebSocket serve every prompt of a run. Completion is the
 ``executing`` message with ``node: null`` for our prompt id (sent after the history entry
-is written, COMFYUI_API.md §2.5); there is no sleep and no polling on the main path.
+is written, COMFYUI_API.md §2.5); there is no sleep and no polling on the main path. A
+server that refuses the WebSocket is polled instead (comfytest.comfy.polling). A plain
+ComfyUI and Comfy Cloud differ in routes and credentials only (comfytest.comfy.api).
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,17 +18,17 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection
 
+from comfytest.comfy.api import Api
 from comfytest.comfy.auth import header_from_env
+from comfytest.comfy.cancel import stop_prompt, wait_for_slot
 from comfytest.comfy.events import ProgressCallback, PromptEvents, failure
 from comfytest.comfy.history import OutputFile, PromptRun, TextOutput, read_history, rejection
-from comfytest.comfy.http import Http, json_object
+from comfytest.comfy.http import RETRY_BUDGET, Http, json_object
+from comfytest.comfy.plain import PlainCalls
+from comfytest.comfy.polling import entry_of, fill_events, poll
 from comfytest.comfy.socket import EventSocket, _Dropped
 from comfytest.defaults import DEFAULT_TIMEOUT
-from comfytest.errors import (
-    CaseTimeout,
-    ServerError,
-    ServerLost,
-)
+from comfytest.errors import CaseTimeout, ServerError, ServerLost
 from comfytest.workflow.prompt import Prompt
 
 __all__ = [
@@ -42,11 +43,9 @@ __all__ = [
 
 #: Seconds for one HTTP request or WebSocket handshake.
 REQUEST_TIMEOUT = 30.0
-#: Outputs up to this size are judged from memory; bigger ones are streamed to a file.
-IN_MEMORY_LIMIT = 16 << 20
 
 
-class ComfyClient:
+class ComfyClient(PlainCalls):
     """A connection to one ComfyUI server, reused for every prompt of a run."""
 
     def __init__(
@@ -56,20 +55,39 @@ class ComfyClient:
         timeout: float = REQUEST_TIMEOUT,
         header: tuple[str, str] | None = None,
         ca_bundle: Path | None = None,
+        api: Api | None = None,
+        retry_budget: float = RETRY_BUDGET,
+        max_queued: int | None = None,
+        run_id: str | None = None,
     ) -> None:
         """``header`` (name, value), e.g. an ``Authorization``, goes with every request and the
-        WebSocket handshake to ``url`` only: redirects are never followed, and the value is
-        never part of an error, a repr or a record. TLS is verified, against ``ca_bundle``
-        when given, else the system's certificates."""
+        WebSocket handshake to ``url`` only: redirects are never followed (but Comfy Cloud's
+        from /view, fetched with no header), and the value is never part of an error, a repr
+        or a record. TLS is verified, against ``ca_bundle`` when given, else the system's
+        certificates. ``api`` says whether the server is Comfy Cloud (and holds its key).
+
+        A busy answer (HTTP 429, 503) is retried for ``retry_budget`` seconds. With
+        ``max_queued``, ``submit`` waits until fewer than that many prompts of run
+        ``run_id`` (every client given that id, all xdist workers) are on the server."""
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
+        self.run_id = run_id or self.client_id
+        self.max_queued = max_queued
         self._http = Http(
-            self.url, timeout=timeout, header=header, ca_bundle=ca_bundle, failure=self._failure
+            self.url,
+            timeout=timeout,
+            header=header,
+            ca_bundle=ca_bundle,
+            failure=self._failure,
+            api=api,
+            retry_budget=retry_budget,
         )
+        super().__init__(self._http)
+        #: Why prompts are followed by polling (the WebSocket was refused); None: they are not.
+        self.polling: str | None = None
         self._socket = EventSocket(self._http, self.client_id, self._keep_early)
         #: Prompts queued with ``submit`` and not yet waited for: their messages so far.
         self._early: dict[str, _Early] = {}
-        self._uploaded: dict[str, str] = {}
         #: Set when the server stopped answering; later calls check once and fail fast.
         self.lost: ServerLost | None = None
 
@@ -95,14 +113,7 @@ class ComfyClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- plain HTTP ------------------------------------------------------------------------
-
-    def system_stats(self) -> dict[str, Any]:
-        return self._http.get_json("/system_stats")
-
-    def reachable(self) -> bool:
-        """True when the server answers anything at all, within ``PROBE_TIMEOUT``."""
-        return self._http.reachable()
+    # -- the server --------------------------------------------------------------------------
 
     def check_not_lost(self) -> None:
         """Fail fast once the server is known to be gone: one quick check, no reconnect loop.
@@ -119,68 +130,26 @@ class ComfyClient:
             self.url,
         )
 
-    def object_info(self) -> dict[str, Any]:
-        return self._http.get_json("/object_info")
-
-    def history(self) -> dict[str, Any]:
-        return self._http.get_json("/history")
-
-    def models(self, folder: str) -> list[str] | None:
-        """Files in a model folder (None when the server has no such folder)."""
-        response = self._http.call("GET", f"/models/{folder}", ok=(200, 404))
-        if response.status_code == 404:
-            return None
-        names = response.json()
-        return [str(name) for name in names] if isinstance(names, list) else None
-
-    def free(self) -> None:
-        """Unload models and drop ComfyUI's node cache (applied before the next prompt)."""
-        self._http.call("POST", "/free", json={"unload_models": True, "free_memory": True})
-
-    def upload_image(self, path: Path, subfolder: str = "comfytest") -> str:
-        """Upload a local file once per run; returns the name LoadImage takes."""
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in self._uploaded:
-            return self._uploaded[digest]
-        name = f"{digest[:12]}-{path.name}"
-        response = self._http.call(
-            "POST",
-            "/upload/image",
-            files={"image": (name, data, "application/octet-stream")},
-            # No overwrite: the name carries the content digest, and ComfyUI answers an
-            # identical file with its existing name. Overwriting could truncate the file while
-            # another worker's prompt reads it (xdist workers share a server).
-            data={"subfolder": subfolder, "type": "input"},
-        )
-        body = response.json()
-        stored = f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
-        self._uploaded[digest] = stored
-        return str(stored)
-
-    def download(self, output: OutputFile) -> bytes:
-        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
-        return self._http.call("GET", "/view", params=params).content
-
-    def download_to(
-        self, output: OutputFile, path: Path, *, in_memory: int = IN_MEMORY_LIMIT
-    ) -> bytes | Path:
-        """An output file: its bytes when it is at most ``in_memory`` bytes, else streamed
-        into ``path`` (returned), so a big animation is never held whole."""
-        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
-        return self._http.download("/view", params, path, in_memory)
-
     # -- running a prompt ------------------------------------------------------------------
 
-    def submit(self, prompt: Prompt) -> str:
+    def submit(self, prompt: Prompt, *, slot_wait: float = DEFAULT_TIMEOUT) -> str:
         """Queue ``prompt`` and return its id without waiting for it.
 
         ``run(prompt, queued=id)`` waits for it later; its WebSocket messages that arrive
         in between (while another prompt is followed) are kept for that wait, so the server
-        can start it the moment the previous prompt ends."""
-        self._socket.open(self._failure)  # open before queueing, or the first messages are lost
+        can start it the moment the previous prompt ends. With ``max_queued``, it first
+        waits up to ``slot_wait`` seconds for a free slot (``ServerBusy`` after that)."""
+        if self.max_queued is not None:
+            wait_for_slot(self._http, self.run_id, self.max_queued, slot_wait)
+        if self.polling is None:
+            self._open_socket()  # open before queueing, or the first messages are lost
         prompt_id = str(uuid.uuid4())
-        body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        body = {
+            "prompt": prompt,
+            "client_id": self.client_id,
+            "prompt_id": prompt_id,
+            "extra_data": {"comfytest_run": self.run_id},
+        }
         response = self._http.call("POST", "/prompt", json=body, ok=(200, 400))
         answer = json_object(response, self.url)
         if response.status_code == 400 or answer.get("node_errors"):
@@ -208,16 +177,25 @@ class ComfyClient:
 
         ``on_progress(node_id, value, max)`` is called for each ``progress`` message (a
         sampler's steps, say) as it arrives."""
-        prompt_id = queued if queued in self._early else self.submit(prompt)
+        prompt_id = queued if queued in self._early else self.submit(prompt, slot_wait=timeout)
         run = PromptRun(prompt_id=prompt_id, submitted_at=self._early[prompt_id].submitted_at)
         events = PromptEvents(run, time.monotonic(), on_progress)
+        deadline = time.monotonic() + timeout
         try:
-            self._follow(events, prompt, timeout)
+            if self.polling is None:
+                self._follow(events, prompt, deadline, timeout)
+            if self.polling is not None:  # refused from the start, or on a reconnect
+                self._early.pop(prompt_id, None)
+                entry = poll(self._http, prompt_id, deadline)
+                if entry is None:
+                    self._timed_out(events, prompt, timeout)
+                fill_events(events, prompt, entry or {})
+            else:
+                entry = entry_of(self._http, prompt_id)
         except KeyboardInterrupt:
             self._cancel(prompt_id)  # Ctrl-C: leave the server idle for the next run
             raise
         run.finished_at = time.monotonic()
-        entry = self._http.get_json(f"/history/{prompt_id}").get(prompt_id)
         events.feed_history(entry)
         failed = failure(events, prompt, self.url)
         if failed is not None:
@@ -227,7 +205,9 @@ class ComfyClient:
         read_history(entry, run, prompt, self.url)
         return run
 
-    def _follow(self, events: PromptEvents, prompt: Prompt, timeout: float) -> None:
+    def _follow(
+        self, events: PromptEvents, prompt: Prompt, deadline: float, timeout: float
+    ) -> None:
         """Feed ``events`` the prompt's messages until it ends.
 
         Messages that came while another prompt was followed are replayed first, with the
@@ -236,7 +216,6 @@ class ComfyClient:
         run = events.run
         prompt_id = run.prompt_id
         early = self._early.pop(prompt_id)
-        deadline = time.monotonic() + timeout
         ws: ClientConnection | None = None
         replay = collections.deque(early.messages)
         ended = any(kind == "executing" and data.get("node") is None for _, kind, data in replay)
@@ -244,15 +223,13 @@ class ComfyClient:
         if (
             early.connection != self._socket.connections
             and not ended
-            and self._http.get_json(f"/history/{prompt_id}").get(prompt_id)
+            and entry_of(self._http, prompt_id)
         ):
             replay.append((time.monotonic(), "executing", {"prompt_id": prompt_id}))
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._cancel(prompt_id)
-                where = events.where(prompt)
-                raise CaseTimeout(f"timed out after {timeout:g} s{where}", self.url, prompt_id)
+                self._timed_out(events, prompt, timeout)
             if replay:
                 now, kind, data = replay.popleft()
             else:
@@ -287,11 +264,13 @@ class ComfyClient:
 
     def _reconnect(self, events: PromptEvents, prompt: Prompt) -> ClientConnection | None:
         """After a dropped WebSocket: a fresh one (the old one closed first), or None when
-        /history shows the prompt ended while we were away; ServerLost when nothing answers."""
+        /history shows the prompt ended while we were away, or when the server now refuses
+        the WebSocket (``polling`` is set: the prompt is polled); ServerLost when nothing
+        answers."""
         run = events.run
         try:
-            ws = self._socket.open(self._failure)
-            if self._http.get_json(f"/history/{run.prompt_id}").get(run.prompt_id):
+            ws = self._open_socket()
+            if ws is None or entry_of(self._http, run.prompt_id):
                 return None
         except ServerLost as lost:
             where = events.where(prompt)
@@ -312,10 +291,26 @@ class ComfyClient:
         if early is not None:
             early.messages.append((arrived, kind, data))
 
-    def _cancel(self, prompt_id: str) -> None:
-        """Interrupt a running prompt and drop it from the queue (best effort)."""
-        self._http.post_quietly("/interrupt", {"prompt_id": prompt_id})
-        self._http.post_quietly("/queue", {"delete": [prompt_id]})
+    def _cancel(self, prompt_id: str) -> str:
+        """Stop our prompt, and no one else's (comfytest.comfy.cancel); says what was done."""
+        return stop_prompt(self._http, prompt_id)
+
+    def _timed_out(self, events: PromptEvents, prompt: Prompt, timeout: float) -> None:
+        prompt_id = events.run.prompt_id
+        done = self._cancel(prompt_id)
+        where = events.where(prompt)
+        raise CaseTimeout(f"timed out after {timeout:g} s{where}; {done}", self.url, prompt_id)
+
+    def _open_socket(self) -> ClientConnection | None:
+        """The WebSocket, or None when the server refuses it: from then on, prompts are
+        polled (``polling`` says why). ServerLost when the server is gone."""
+        try:
+            return self._socket.open(self._failure)
+        except ServerLost:
+            raise
+        except ServerError as refused:
+            self.polling = f"the WebSocket was refused: {refused.message}"
+            return None
 
     def _failure(self, message: str) -> ServerError:
         """A connection failed: ServerLost when a quick check finds the server gone."""

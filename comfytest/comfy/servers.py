@@ -3,19 +3,24 @@
 A server given by URL is connected on first use; one launched here (``--comfy-launch``)
 is started then. Each gets one client, its node definitions and its fingerprint for the
 whole run. Which server a case runs on follows the pool's binding rule (comfytest.comfy.pool).
+
+Only a managed server is told to unload its models at connection (comfytest.comfy.connect).
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from comfytest.comfy.client import ComfyClient, header_from_env
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.connect import ClientOptions
+from comfytest.comfy.http import RETRY_BUDGET
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
@@ -74,6 +79,10 @@ class Servers:
         managed_elsewhere: bool = False,
         model_dirs: Mapping[str, Sequence[str]] | None = None,
         schema_root: Path | None = None,
+        cloud_key_env: str | None = None,
+        retry_budget: float = RETRY_BUDGET,
+        max_queued: int | None = None,
+        run_id: str | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
@@ -82,17 +91,25 @@ class Servers:
         started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
         are given to the servers this pool starts, on top of the runtime's own. Each
         server's /object_info is saved under ``schema_root`` (the project) for collection
-        (comfytest.comfy.schema_cache), when given."""
+        (comfytest.comfy.schema_cache), when given.
+
+        ``cloud_key_env`` names the environment variable holding a Comfy Cloud API key: the
+        servers given by URL are then spoken to as Comfy Cloud (comfytest.comfy.api); read
+        when a client is made, like ``auth_env``. ``retry_budget``, ``max_queued`` and
+        ``run_id`` go to every client (see ``ComfyClient``)."""
         self._schema_root = schema_root
+        self._options = ClientOptions(
+            auth_env, ca_bundle, cloud_key_env, retry_budget, max_queued, run_id
+        )
         self._runtime = runtime
         self._home = home
         self._runtime_name = runtime_name
         self._run_root = run_root
         self._server_args = tuple(server_args)
-        self._auth_env = auth_env
-        self._ca_bundle = ca_bundle
         self._managed_elsewhere = managed_elsewhere
         self.model_dirs = {k: [Path(p) for p in v] for k, v in (model_dirs or {}).items()}
+        #: Held while a server is connected or its node definitions fetched (``prefetch``).
+        self._lock = threading.RLock()
         self._pool = [Server(spec) for spec in specs] or [
             Server(ServerSpec("", dict(server_tags or {})), launch=True)
         ]
@@ -116,8 +133,14 @@ class Servers:
 
     @property
     def server_line(self) -> str:
-        """One line per server this pool reached (or started)."""
-        return "\n".join(entry.line for entry in self._pool if entry.line)
+        """One line per server this pool reached (or started), saying when its prompts were
+        polled because it refused the WebSocket."""
+        lines = []
+        for entry in self._pool:
+            if entry.line:
+                polled = entry.client.polling if entry.client is not None else None
+                lines.append(entry.line + (f"\n  prompts polled: {polled}" if polled else ""))
+        return "\n".join(lines)
 
     def pick(self, required: Mapping[str, object]) -> int | None:
         """The server a case with these tag requirements runs on (None: no server fits)."""
@@ -180,9 +203,24 @@ class Servers:
         ]
         self._home_server = 0
 
+    def prefetch(self, index: int) -> None:
+        """Connect to server ``index`` and fetch its node definitions in the background
+        (while pytest collects), so the first case does not wait for them; what fails is
+        raised again by the next ``client(index)``."""
+
+        def fetch() -> None:
+            with contextlib.suppress(ComfytestError):
+                self.object_info(index)
+
+        threading.Thread(target=fetch, name="comfytest-prefetch", daemon=True).start()
+
     def client(self, index: int) -> ComfyClient:
         """Server ``index``'s client; starts the managed server the first time when
         launching."""
+        with self._lock:
+            return self._client(index)
+
+    def _client(self, index: int) -> ComfyClient:
         entry = self._pool[index]
         if entry.setup_error is not None:
             raise entry.setup_error
@@ -218,15 +256,8 @@ class Servers:
             elif self._managed_elsewhere and entry.runtime is None:
                 with contextlib.suppress(RuntimeSetupError):
                     entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
-            header = header_from_env(self._auth_env) if self._auth_env else None
-            client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
-            try:
-                version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-                # Nothing cached before this run counts: models are read from disk again.
-                client.free()
-            except ServerError as exc:
-                client.close()
-                raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
+            managed = entry.launch or entry.managed is not None or self._managed_elsewhere
+            client, version = self._options.connect(url, managed=managed)
         except (RuntimeSetupError, ServerError) as exc:
             entry.setup_error = exc
             raise
@@ -235,6 +266,8 @@ class Servers:
             how = f"managed, ready in {ready_s:.1f} s"
         elif self._managed_elsewhere:
             how = "managed by the xdist controller"
+        elif client.api.cloud:
+            how = "Comfy Cloud, given by --comfy-url"
         else:
             how = "given by --comfy-url"
         tags = " ".join(f"{k}={v}" for k, v in sorted(entry.spec.tags.items()))
@@ -243,6 +276,10 @@ class Servers:
 
     def object_info(self, index: int) -> dict[str, Any]:
         """Server ``index``'s node definitions, fetched once per run."""
+        with self._lock:
+            return self._object_info(index)
+
+    def _object_info(self, index: int) -> dict[str, Any]:
         entry = self._pool[index]
         if entry.object_info is None:
             entry.object_info = self.client(index).object_info()
@@ -264,6 +301,10 @@ class Servers:
 
     def close(self) -> None:
         """Close every client and stop the managed servers this pool started or adopted."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for entry in self._pool:
             if entry.client is not None:
                 entry.client.close()

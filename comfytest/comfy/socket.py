@@ -3,12 +3,16 @@
 ComfyUI keys WebSockets by ``clientId``, so a closed one is dropped before another is opened
 with the same id (COMFYUI_API.md §2.1, the duplicate-clientId pitfall); what a closed one
 still holds is handed to ``keep`` first, so prompts queued ahead lose none of their messages.
+
+On Comfy Cloud the URL carries the API key (``token=``): it is blanked out of every error
+and of the websockets library's log records, which would show the request line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +32,28 @@ Keep = Callable[[float, str, dict[str, Any]], None]
 
 class _Dropped(ServerError):
     """The WebSocket closed under us; the prompt may still be running."""
+
+
+class _Redacting(logging.Filter):
+    """Blanks a secret out of every record of the logger it is on."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), None
+        return True
+
+
+def _logger(secret: str | None) -> logging.Logger:
+    """The websockets client's logger, redacting ``secret`` when there is one."""
+    logger = logging.getLogger("websockets.client")
+    if secret and not any(isinstance(f, _Redacting) and f.secret == secret for f in logger.filters):
+        logger.addFilter(_Redacting(secret))
+    return logger
 
 
 class EventSocket:
@@ -51,19 +77,21 @@ class EventSocket:
             return self.current
         self.drop()  # closed since the last prompt (a restarted server, say)
         url = self._http.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        api = self._http.api
         stack = contextlib.ExitStack()
         try:
             ws = stack.enter_context(
                 connect(
-                    f"{url}/ws?clientId={self._client_id}",
+                    f"{url}/ws?{api.socket_query(self._client_id)}",
                     open_timeout=self._http.timeout,
                     max_size=None,
                     additional_headers=self._http.headers,
                     ssl=self._http.tls if url.startswith("wss://") else None,
+                    logger=_logger(api.key),
                 )
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
-            raise failure(f"cannot open the WebSocket: {exc}") from None
+            raise failure(api.redact(f"cannot open the WebSocket: {exc}")) from None
         # The first frame is always "status": after it, messages for our client id reach us.
         self.current, self._stack = ws, stack
         self.connections += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from types import FrameType
@@ -86,8 +87,17 @@ def pytest_configure(config: pytest.Config) -> None:
         auth_env=settings.auth_env,
         ca_bundle=settings.ca_bundle,
         schema_root=config.rootpath,
+        cloud_key_env=settings.cloud_key_env,
+        retry_budget=settings.retry_budget,
+        max_queued=settings.max_queued,
+        # One id for the whole run, every xdist worker: what --comfy-max-queued counts.
+        run_id=workerinput.get("testrunuid") or uuid.uuid4().hex,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
+    if servers and not config.option.collectonly and not getattr(config.option, "numprocesses", 0):
+        # A server given by URL: connect and read its node definitions while pytest
+        # collects, so the first case starts with them (the xdist controller runs none).
+        pool.prefetch(pool.home)
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")
     if controller and settings.launch and settings.server_count > 1:
         config.pluginmanager.register(SharedServers(config), "comfytest-shared-servers")

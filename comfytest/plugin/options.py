@@ -189,6 +189,31 @@ def add_options(parser: pytest.Parser) -> None:
         "(sent as 'Authorization: Bearer <token>') or a whole 'Header-Name: value'",
     )
     group.addoption(
+        "--comfy-cloud-key-env",
+        dest="comfy_cloud_key_env",
+        metavar="NAME",
+        default=None,
+        help="the --comfy-url server is Comfy Cloud (e.g. https://cloud.comfy.org): its API "
+        "routes, with the API key held by environment variable NAME",
+    )
+    group.addoption(
+        "--comfy-retry-budget",
+        dest="comfy_retry_budget",
+        metavar="SECONDS",
+        default=None,
+        help="how long a request answered HTTP 429 or 503 (busy, queue full) is retried "
+        "before the case errors (default 60)",
+    )
+    group.addoption(
+        "--comfy-max-queued",
+        dest="comfy_max_queued",
+        metavar="K",
+        type=int,
+        default=None,
+        help="at most K prompts of this run (all -n workers) on each --comfy-url server at "
+        "once (default: no cap; -n N queues up to 2N there)",
+    )
+    group.addoption(
         "--comfy-ca-bundle",
         dest="comfy_ca_bundle",
         metavar="PEM",
@@ -203,6 +228,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("comfy_auth_env", "default for --comfy-auth-env", default="")
     parser.addini("comfy_ca_bundle", "default for --comfy-ca-bundle", default="")
+    parser.addini("comfy_cloud_key_env", "default for --comfy-cloud-key-env", default="")
+    parser.addini("comfy_retry_budget", "default for --comfy-retry-budget", default="")
+    parser.addini("comfy_max_queued", "default for --comfy-max-queued", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
     parser.addini("comfy_update", "default for --comfy-update", default="")
     parser.addini(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 # Light modules only: every pytest run in the environment imports this one.
+from comfytest.comfy.api import is_cloud_url
 from comfytest.comfy.pool import ServerSpec, parse_spec, parse_tag
 from comfytest.defaults import DEFAULT_TIMEOUT, KEEP_MODES, UPDATE_MODES, KeepMode, UpdateMode
 from comfytest.errors import RuntimeSetupError, ServerSpecError
@@ -57,6 +58,12 @@ class Settings:
     model_dirs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: The runtime the project's pyproject.toml declares ([tool.comfytest]), if any.
     declared: ProjectRuntime | None = None
+    #: --comfy-cloud-key-env: the variable holding the Comfy Cloud API key, never its value.
+    cloud_key_env: str | None = None
+    #: --comfy-retry-budget: seconds a busy answer (HTTP 429, 503) is retried.
+    retry_budget: float = 60.0
+    #: --comfy-max-queued: this run's prompts allowed on one --comfy-url server at once.
+    max_queued: int | None = None
 
     @property
     def configured(self) -> bool:
@@ -151,6 +158,7 @@ class Settings:
             raise pytest.UsageError(
                 f"--comfy-auth-env={auth_env}: the environment variable {auth_env} is not set"
             )
+        cloud_key_env, retry_budget, max_queued = _remote(config, servers, launch, auth_env)
         ca_bundle = str(pick("comfy_ca_bundle") or "") or None
         ca_path = (root / Path(ca_bundle).expanduser()) if ca_bundle else None
         if ca_path is not None and not ca_path.is_file():
@@ -186,7 +194,54 @@ class Settings:
                 (kind, tuple(str(p) for p in paths)) for kind, paths in model_dirs.items()
             ),
             declared=declared,
+            cloud_key_env=cloud_key_env,
+            retry_budget=retry_budget,
+            max_queued=max_queued,
         )
+
+
+def _remote(
+    config: pytest.Config, servers: tuple[ServerSpec, ...], launch: bool, auth_env: str | None
+) -> tuple[str | None, float, int | None]:
+    """--comfy-cloud-key-env, --comfy-retry-budget and --comfy-max-queued, checked."""
+
+    def pick(name: str) -> str:
+        value = config.getoption(name)
+        return str(value if value is not None else config.getini(name) or "")
+
+    key_env = pick("comfy_cloud_key_env") or None
+    cloud_urls = [spec.url for spec in servers if is_cloud_url(spec.url)]
+    if cloud_urls and not key_env:
+        raise pytest.UsageError(
+            f"--comfy-url={cloud_urls[0]} is Comfy Cloud: give the environment variable "
+            "holding your API key with --comfy-cloud-key-env=NAME"
+        )
+    if key_env and (launch or not servers):
+        raise pytest.UsageError("--comfy-cloud-key-env is for a Comfy Cloud --comfy-url")
+    if key_env and auth_env:
+        raise pytest.UsageError(
+            "--comfy-cloud-key-env and --comfy-auth-env exclude each other: Comfy Cloud "
+            "takes its key in X-API-Key"
+        )
+    if key_env and not os.environ.get(key_env, "").strip():
+        raise pytest.UsageError(
+            f"--comfy-cloud-key-env={key_env}: the environment variable {key_env} is not set"
+        )
+    try:
+        budget = float(pick("comfy_retry_budget") or 60)
+    except ValueError:
+        budget = -1.0
+    if budget < 0:
+        raise pytest.UsageError("--comfy-retry-budget: expected a number of seconds >= 0")
+    cap_text = pick("comfy_max_queued")
+    cap = int(cap_text) if cap_text.strip().isdigit() else None
+    if cap_text and (cap is None or cap < 1):
+        raise pytest.UsageError("--comfy-max-queued: expected a number of prompts >= 1")
+    if cap is not None and not servers:
+        raise pytest.UsageError(
+            "--comfy-max-queued is for --comfy-url servers: each managed server is this run's alone"
+        )
+    return key_env, budget, cap
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()

@@ -111,7 +111,7 @@ class Runner:
                 ahead = None
             else:
                 prepared = self.prepare(case, index, fresh)
-                prompt_id = client.submit(prepared.prompt)
+                prompt_id = client.submit(prepared.prompt, slot_wait=case.timeout or self.timeout)
             prompt = prepared.prompt
             if then is not None and attempt == warmup + repeat - 1:
                 self._queue_ahead(then)
@@ -269,7 +269,8 @@ class Runner:
         try:
             prepared = self.prepare(case, index)
             client = self.servers.client(index)
-            prompt_id = client.submit(prepared.prompt)
+            # With --comfy-max-queued, no waiting for a slot here: the case queues it itself.
+            prompt_id = client.submit(prepared.prompt, slot_wait=0)
         except ComfytestError:
             return  # the case meets the same error when it runs, and reports it
         self._ahead = (case, index, client, prepared, prompt_id)
