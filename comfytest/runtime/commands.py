@@ -23,7 +23,7 @@ from comfytest.runtime.named import install_named
 from comfytest.runtime.packs import PackSource
 from comfytest.runtime.registry import running, start_detached, stop_detached
 from comfytest.runtime.server import pid_alive
-from comfytest.runtime.standins import FAMILIES, ensure, stand_in_files
+from comfytest.runtime.standins import FAMILIES, ensure
 
 __all__ = ["add_runtime_commands", "home_option"]
 
@@ -121,8 +121,8 @@ def add_runtime_commands(commands: Any) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="a ComfyUI models/ folder to write into (default the runtime's), e.g. a server's "
-        "you give with --comfy-url",
+        help="a ComfyUI models/ folder to write into (default <runtime>/standins), e.g. the "
+        "one of a server you give with --comfy-url",
     )
     p.set_defaults(handler=_standins)
 
@@ -170,10 +170,10 @@ def _install(args: argparse.Namespace) -> int:
 def _standins(args: argparse.Namespace) -> int:
     runtime = find_runtime(args.home, args.runtime)
     families = args.family or list(FAMILIES)
-    ensure(runtime, families, models=args.models)
-    models = args.models or runtime.comfyui_dir / "models"
-    for _, _, rel in stand_in_files(families):
-        print(models / rel)
+    folders = ensure(runtime, families, models=args.models)
+    for paths in folders.values():
+        for path in paths:
+            print(path)
     return 0
 
 

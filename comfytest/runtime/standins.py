@@ -3,13 +3,15 @@
 A case maps the model names its workflow uses to a family (``stand_in:
 {sd_xl_base_1.0.safetensors: sdxl}``); the prompt then names the family's stand-in for
 that loader input instead (``comfytest.cases.standin``). The files live in the runtime's
-``ComfyUI/models/`` folders:
+``standins/`` folder (laid out as a ``models/`` folder), which a managed server is given as
+extra model folders only when the run's cases map a model to a family:
 
     checkpoints/comfytest-sdxl-tiny.safetensors   SDXL (~945 MB: its two text encoders)
     checkpoints/comfytest-sd2-tiny.safetensors    SD2.x (~373 MB: OpenCLIP ViT-H)
-    checkpoints/comfytest-sd15-tiny.safetensors   SD1.5 (written at install, never here)
     vae/comfytest-<family>-vae.safetensors         the family's TAESD (~4.9 MB)
     loras/comfytest-<family>-lora.safetensors      a rank-4 LoRA (~22 kB)
+
+SD1.5's checkpoint is the runtime's own ``models/checkpoints/comfytest-sd15-tiny``.
 
 The SDXL and SD2 checkpoints take 15-45 s to write on two CPU cores, so they are written
 on first need (``ensure``: before a managed server starts for cases that map to them, or
@@ -22,9 +24,9 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from comfytest.cases.standin import FAMILIES, FOLDERS, stand_in_file
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import (
-    CHECKPOINT_NAME,
     SCRIPTS,
     Log,
     Runtime,
@@ -32,25 +34,9 @@ from comfytest.runtime.install import (
     stderr_log,
 )
 
-__all__ = ["FAMILIES", "LOADER_INPUTS", "ensure", "stand_in_file", "stand_in_files"]
+__all__ = ["FAMILIES", "ensure", "stand_in_files", "stand_in_root"]
 
-#: The families a model name can be mapped to.
-FAMILIES = ("sd15", "sd2", "sdxl")
-#: Loader input -> (models folder, what the stand-in is) for the inputs that have one.
-LOADER_INPUTS = {
-    "ckpt_name": ("checkpoints", "checkpoint"),
-    "vae_name": ("vae", "vae"),
-    "lora_name": ("loras", "lora"),
-}
 SEED = 0
-_SUFFIX = {"checkpoint": "tiny", "vae": "vae", "lora": "lora"}
-
-
-def stand_in_file(family: str, kind: str) -> str:
-    """The file name of ``family``'s stand-in of ``kind`` (checkpoint, vae, lora)."""
-    if family == "sd15" and kind == "checkpoint":
-        return CHECKPOINT_NAME
-    return f"comfytest-{family}-{_SUFFIX[kind]}.safetensors"
 
 
 def stand_in_files(families: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -58,8 +44,14 @@ def stand_in_files(families: Iterable[str]) -> list[tuple[str, str, str]]:
     return [
         (family, kind, f"{folder}/{stand_in_file(family, kind)}")
         for family in sorted(set(families))
-        for folder, kind in LOADER_INPUTS.values()
+        for kind, folder in FOLDERS.items()
     ]
+
+
+def stand_in_root(runtime: Runtime) -> Path:
+    """Where a runtime keeps its stand-ins: beside its tree, not in ``ComfyUI/models``, so
+    a server lists them only when a run maps a model to them (``model_dirs``)."""
+    return runtime.root / "standins"
 
 
 def ensure(
@@ -68,29 +60,27 @@ def ensure(
     *,
     models: Path | None = None,
     log: Log = stderr_log,
-) -> list[Path]:
-    """Write the stand-ins of ``families`` that are missing from ``models`` (the runtime's
-    ``ComfyUI/models`` by default), with the runtime's Python; returns the files written.
-    Takes the install lock, so parallel workers write each file once."""
-    models = models or runtime.comfyui_dir / "models"
+) -> dict[str, list[str]]:
+    """Write the stand-ins of ``families`` missing from ``models`` (``stand_in_root`` by
+    default; the layout of a ComfyUI ``models/`` folder) with the runtime's Python, and
+    return the folders to give a server (kind -> folders). Takes the install lock, so
+    parallel workers write each file once. SD1.5's checkpoint is the runtime's own."""
+    models = models or stand_in_root(runtime)
     wanted = [
         (family, kind, models / rel)
         for family, kind, rel in stand_in_files(families)
-        if not (models / rel).is_file()
+        if not (family == "sd15" and kind == "checkpoint")
     ]
-    if not wanted:
-        return []
-    written = []
-    with locked(runtime.root.parent.parent / "install.lock"):  # <home>/runtimes/<name>
-        for family, kind, out in wanted:
-            if out.is_file():
-                continue  # another process wrote it while this one waited
-            if family == "sd15" and kind == "checkpoint":
-                raise RuntimeSetupError(f"{out} is missing: run 'comfytest runtime install'")
-            log(f"writing the {family} stand-in {kind} {out.name} (seed {SEED}), once")
-            write_stand_in(runtime.python, runtime.comfyui_dir, family, kind, out)
-            written.append(out)
-    return written
+    missing = [item for item in wanted if not item[2].is_file()]
+    if missing:
+        with locked(runtime.root.parent.parent / "install.lock"):  # <home>/runtimes/<name>
+            for family, kind, out in missing:
+                if out.is_file():
+                    continue  # another process wrote it while this one waited
+                log(f"writing the {family} stand-in {kind} {out.name} (seed {SEED}), once")
+                write_stand_in(runtime.python, runtime.comfyui_dir, family, kind, out)
+    folders = sorted({out.parent.name for *_, out in wanted})
+    return {folder: [str(models / folder)] for folder in folders}
 
 
 def write_stand_in(
