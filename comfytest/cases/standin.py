@@ -8,8 +8,8 @@ input naming a mapped model is a CaseError: no stand-in for that loader.
 
 ``ci: {max_side: 64, max_steps: 4}`` caps sizes and steps: ``width``/``height`` pairs
 scale down together (aspect kept, multiples of 8, at least 8); ``steps`` is capped and a
-node's ``start_at_step``/``end_at_step`` scale with it, so a base/refiner split keeps its
-shape. Text encoders' width/height (conditioning values, not sizes) are left alone.
+node's ``start_at_step``/``end_at_step`` scale with it (rounded down), so a base/refiner
+split keeps its shape. Text encoders' width/height (conditioning values, not sizes) are left alone.
 
 Both are applied as overrides (the workflow file is not changed) and listed per case, in
 the terminal and ``run.json``, so a capped run with stand-ins is never taken for a full one.
@@ -162,8 +162,10 @@ def ci_targets(prompt: Prompt, caps: CiCaps) -> list[tuple[str, str, int]]:
             targets.append((node_id, "steps", caps.max_steps))
             for key in ("start_at_step", "end_at_step"):
                 if _int(inputs.get(key)):
-                    scaled = min(caps.max_steps, round(inputs[key] * caps.max_steps / steps))
-                    targets.append((node_id, key, scaled))
+                    # Rounded down: a base/refiner split at 20 of 25 is 1 of 2, not 2 of 2.
+                    scaled = min(caps.max_steps, inputs[key] * caps.max_steps // steps)
+                    if scaled != inputs[key]:
+                        targets.append((node_id, key, scaled))
     return targets
 
 
