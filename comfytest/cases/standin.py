@@ -1,10 +1,11 @@
 """Two case keys that let a user's saved workflow run unmodified on a small CPU-only CI.
 
 ``stand_in: {sd_xl_base_1.0.safetensors: sdxl, "*.safetensors": sdxl}`` maps model names
-(exact, or ``fnmatch`` patterns) to a stand-in family; every loader input that names a
-mapped model then names the family's stand-in instead (``comfytest.runtime.standins``):
-``ckpt_name`` its checkpoint, ``vae_name`` its TAESD, ``lora_name`` its LoRA. Any other
-input naming a mapped model is a CaseError: no stand-in for that loader.
+(exact, or ``fnmatch`` patterns) to a stand-in family; every loader input (one called
+``*name``) that names a mapped model then names the family's stand-in instead
+(``comfytest.runtime.standins``): ``ckpt_name`` its checkpoint, ``vae_name`` its TAESD,
+``lora_name`` its LoRA. Any other loader input naming a mapped model is a CaseError: no
+stand-in for that loader.
 
 ``ci: {max_side: 64, max_steps: 4}`` caps sizes and steps: ``width``/``height`` pairs
 scale down together (aspect kept, multiples of 8, at least 8); ``steps`` is capped and a
@@ -18,6 +19,7 @@ the terminal and ``run.json``, so a capped run with stand-ins is never taken for
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ FOLDERS = {"checkpoint": "checkpoints", "vae": "vae", "lora": "loras"}
 _SUFFIX = {"checkpoint": "tiny", "vae": "vae", "lora": "lora"}
 _MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 CI_KEYS = ("max_side", "max_steps")
+#: Inputs that name a model file: ckpt_name, unet_name, clip_name1, control_net_name, ...
+_LOADER_INPUT = re.compile(r"name\d*$")
 
 
 def stand_in_file(family: str, kind: str) -> str:
@@ -128,7 +132,9 @@ def stand_in_targets(prompt: Prompt, entries: tuple[StandIn, ...]) -> list[tuple
             if not isinstance(value, str) or is_link(value):
                 continue
             hits = [e for e in entries if e.matches(value)]
-            if not hits or (hits[-1].pattern != value and not _is_model(value)):
+            if not hits or not _LOADER_INPUT.search(name):
+                continue  # a prompt text that names a model is not a loader's input
+            if hits[-1].pattern != value and not _is_model(value):
                 continue
             entry = hits[-1]
             kind = LOADER_INPUTS.get(name)
