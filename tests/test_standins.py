@@ -236,3 +236,54 @@ def installed_template(template: str) -> Path | None:
     except (PackageNotFoundError, ImportError):
         return None
     return Path(get_asset_path(template, f"{template}.json"))
+
+
+def test_lora_and_vae_loaders_run_with_their_stand_ins(
+    pytester: pytest.Pytester, project: Path, runtime: Runtime
+) -> None:
+    """An SD1.5 workflow as a user has it (their checkpoint, a LoRA, a separate VAE, 512x512,
+    20 steps) runs on a managed server with SD1.5 stand-ins, and again to the same pixels."""
+    flow = json.loads((REPO / "cases" / "workflows" / "txt2img.json").read_text())
+    flow["4"]["inputs"]["ckpt_name"] = "v1-5-pruned-emaonly.safetensors"
+    flow["5"]["inputs"].update(width=512, height=512)
+    flow["3"]["inputs"]["steps"] = 20
+    flow["20"] = {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "lora_name": "add_detail.safetensors",
+            "strength_model": 1.0,
+            "strength_clip": 1.0,
+            "model": ["4", 0],
+            "clip": ["4", 1],
+        },
+    }
+    flow["21"] = {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse.safetensors"}}
+    flow["3"]["inputs"]["model"] = ["20", 0]
+    flow["6"]["inputs"]["clip"] = flow["7"]["inputs"]["clip"] = ["20", 1]
+    flow["8"]["inputs"]["vae"] = ["21", 0]
+    (project / "cases" / "workflows" / "users.json").write_text(json.dumps(flow))
+    (project / "cases" / "u.yaml").write_text(
+        "workflow: workflows/users.json\nseed: 1\nstand_in: {'*.safetensors': sd15}\n"
+        "ci: {max_side: 64, max_steps: 3}\ncases: [{id: mine}]\n"
+    )
+    home = runtime.root.parent.parent
+    args = ["--comfy-launch", f"--comfy-home={home}", "-p", "no:cacheprovider"]
+    created = pytester.runpytest(*args, "--comfy-update=missing")
+    created.assert_outcomes(passed=1)
+    created.stdout.fnmatch_lines(
+        [
+            "  cases/u.yaml::mine: stand-in 20.lora_name add_detail.safetensors -> "
+            "comfytest-sd15-lora.safetensors; stand-in 21.vae_name vae-ft-mse.safetensors -> "
+            "comfytest-sd15-vae.safetensors; stand-in 4.ckpt_name v1-5-pruned-emaonly."
+            "safetensors -> comfytest-sd15-tiny.safetensors; capped 3.steps 20 -> 3; capped "
+            "5.width 512 -> 64; capped 5.height 512 -> 64",
+            "outputs: 1 created",
+        ]
+    )
+    manifest = json.loads((project / "baselines" / "u" / "mine" / "manifest.json").read_text())
+    models = manifest["environment"]["models"]
+    assert "comfytest-sd15-lora.safetensors" in models["loras"]
+    assert "comfytest-sd15-vae.safetensors" in models["vae"]
+    again = pytester.runpytest(*args)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["outputs: 1 passed"])
