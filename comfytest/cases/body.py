@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest.cases.recipe import Setting
+from comfytest.cases.standin import StandIn, ci_caps, stand_ins
 from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError
 from comfytest.judging.compare import HASHES, PROFILES, Tolerance
@@ -64,6 +65,8 @@ class Body:
     tolerance: dict[str, tuple[Any, Path, int]] = field(default_factory=dict)
     marks: list[tuple[Any, Path, int]] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
+    #: ``stand_in`` entries of every layer, in order (a later one wins for a model name).
+    stand_ins: list[StandIn] = field(default_factory=list)
 
     def copy(self) -> Body:
         return Body(
@@ -73,6 +76,7 @@ class Body:
             dict(self.tolerance),
             list(self.marks),
             dict(self.server),
+            list(self.stand_ins),
         )
 
     def layer(self, data: LineMap, path: Path) -> None:
@@ -91,6 +95,11 @@ class Body:
                         self.server.pop(tag, None)  # a later layer drops a requirement
                     else:
                         self.server[tag] = wanted
+            elif key == "stand_in":
+                self.stand_ins += stand_ins(value, path, line)
+            elif key == "ci":
+                ci_caps(value, path, line)  # checked where it is written
+                self.scalars[key] = (value, path, line)
             elif key == "marks":
                 if not isinstance(value, list):
                     raise CaseError("marks: expected a list", path, line)

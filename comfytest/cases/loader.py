@@ -39,6 +39,7 @@ from comfytest.cases.body import (
 from comfytest.cases.case import Case
 from comfytest.cases.recipe import Axis, Recipe, UiCheck, Upload
 from comfytest.cases.reference import check_reference
+from comfytest.cases.standin import ci_caps
 from comfytest.cases.workflow_file import case_workflow
 from comfytest.cases.yaml_reader import LineMap, load_yaml
 from comfytest.comfy.schema_cache import NodeSchemas
@@ -82,6 +83,8 @@ CASE_KEYS = (
     "warmup",
     "reference",
     "server",
+    "stand_in",
+    "ci",
 )
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
@@ -249,7 +252,18 @@ def _build(
             alias if alias else (axis, *axis_origin(body, axis, (path, entry.line)))
         )
         axes.append(Axis(axis, target, value, apath, aline))
-    recipe = Recipe(case_id, path, entry.line, tuple(body.settings), tuple(axes), seed, within)
+    ci_value, cpath, cline = body.scalars.get("ci", (None, path, entry.line))
+    recipe = Recipe(
+        case_id,
+        path,
+        entry.line,
+        tuple(body.settings),
+        tuple(axes),
+        seed,
+        within,
+        stand_ins=tuple(body.stand_ins),
+        ci=ci_caps(ci_value, cpath, cline),
+    )
 
     if not is_ui_workflow(workflow):
         recipe.apply(workflow)  # every override and seed checked before anything runs

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from comfytest.cases.standin import CiCaps, StandIn, ci_targets, stand_in_targets
 from comfytest.cases.yaml_reader import LineMap
 from comfytest.errors import CaseError, ConversionError
 from comfytest.workflow.convert import ui_to_api
@@ -72,6 +73,10 @@ class Applied(NamedTuple):
     uploads: tuple[Upload, ...]
     #: What the case set, by node id (upload values named by their local path).
     overrides: dict[str, dict[str, Any]]
+    #: Model names replaced by stand-ins, node id -> input -> "user's name -> stand-in".
+    stand_ins: dict[str, dict[str, str]] = {}  # noqa: RUF012 (a NamedTuple default, not shared state)
+    #: Inputs the ``ci`` profile capped, node id -> input -> "before -> after".
+    capped: dict[str, dict[str, str]] = {}  # noqa: RUF012
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ class Recipe:
     seed: int | None = None
     #: Files named by overrides must lie in this folder (the project), when set.
     within: Path | None = None
+    #: ``stand_in`` entries: model names the workflow's loaders name, mapped to families.
+    stand_ins: tuple[StandIn, ...] = ()
+    #: The ``ci`` profile: sizes and steps capped.
+    ci: CiCaps | None = None
 
     def apply(self, workflow: Prompt, object_info: dict[str, Any] | None = None) -> Applied:
         """The prompt for an API-format ``workflow`` (not changed), its uploads and overrides.
@@ -128,6 +137,16 @@ class Recipe:
                 raise CaseError(f"{axis.name}: {exc}", axis.path, axis.line) from None
             for node_id, name, value in targets:
                 put(node_id, name, value, axis.path, axis.line)
+        replaced: dict[str, dict[str, str]] = {}
+        for node_id, name, file in stand_in_targets(prompt, self.stand_ins):
+            before = prompt[node_id]["inputs"][name]
+            prompt[node_id]["inputs"][name] = overrides.setdefault(node_id, {})[name] = file
+            replaced.setdefault(node_id, {})[name] = f"{before} -> {file}"
+        capped: dict[str, dict[str, str]] = {}
+        for node_id, name, value in ci_targets(prompt, self.ci) if self.ci else ():
+            before = prompt[node_id]["inputs"][name]
+            prompt[node_id]["inputs"][name] = overrides.setdefault(node_id, {})[name] = value
+            capped.setdefault(node_id, {})[name] = f"{before} -> {value}"
         for node_id, name in seed_inputs(prompt, object_info):
             if name in overrides.get(node_id, {}):
                 continue
@@ -141,7 +160,7 @@ class Recipe:
                     self.line,
                 )
             prompt[node_id]["inputs"][name] = self.seed
-        return Applied(prompt, tuple(uploads.values()), overrides)
+        return Applied(prompt, tuple(uploads.values()), overrides, replaced, capped)
 
 
 class UiCheck:

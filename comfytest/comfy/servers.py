@@ -110,6 +110,9 @@ class Servers:
         self.model_dirs = {k: [Path(p) for p in v] for k, v in (model_dirs or {}).items()}
         #: Held while a server is connected or its node definitions fetched (``prefetch``).
         self._lock = threading.RLock()
+        #: Families the run's cases map models to (``stand_in``): a managed server is given
+        #: their stand-ins, written on first need (comfytest.runtime.standins).
+        self.stand_in_families: set[str] = set()
         self._pool = [Server(spec) for spec in specs] or [
             Server(ServerSpec("", dict(server_tags or {})), launch=True)
         ]
@@ -214,6 +217,17 @@ class Servers:
 
         threading.Thread(target=fetch, name="comfytest-prefetch", daemon=True).start()
 
+    def _add_stand_ins(self, runtime: Runtime) -> None:
+        """Write the stand-ins of the run's families if missing; give their folders to the
+        server (and to the environment, which then hashes the stand-ins a prompt names)."""
+        if not self.stand_in_families:
+            return
+        from comfytest.runtime.standins import ensure
+
+        for kind, folders in ensure(runtime, self.stand_in_families).items():
+            known = self.model_dirs.setdefault(kind, [])
+            known += [Path(f) for f in folders if Path(f) not in known]
+
     def client(self, index: int) -> ComfyClient:
         """Server ``index``'s client; starts the managed server the first time when
         launching."""
@@ -241,6 +255,7 @@ class Servers:
                 root = self._run_root or Path(tempfile.gettempdir())
                 root.mkdir(parents=True, exist_ok=True)
                 run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=root))
+                self._add_stand_ins(runtime)
                 started = time.monotonic()
                 entry.managed = start_server(
                     runtime,

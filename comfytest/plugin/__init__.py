@@ -200,6 +200,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "ComfyUI cases were collected but no server is configured: pass --comfy-launch "
             "(start a managed ComfyUI) or --comfy-url URL (use a running one)"
         )
+    runner = config.stash.get(RUNNER_KEY, None)
+    if runner is not None and case_item:
+        runner.servers.stand_in_families |= {
+            entry.family
+            for item in items
+            if isinstance(item, case_item)
+            for entry in item.case.recipe.stand_ins
+        }
 
 
 def _case_item() -> type[CaseItem] | None:

@@ -310,6 +310,8 @@ class CaseItem(pytest.Item):
         record.environment_changes = result.environment_changes
         record.server = result.server
         record.prompt_id = result.run.prompt_id
+        record.stand_ins = result.stand_ins or None
+        record.capped = result.capped or None
         if self.case.cell:
             timing = execution_seconds(result.timings)
             record.sweep = {

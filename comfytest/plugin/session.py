@@ -28,7 +28,7 @@ from comfytest.plugin.nodes import (
 )
 from comfytest.reports.history import append_history
 from comfytest.reports.html import evidence_extras, write_html_report
-from comfytest.reports.record import case_record, run_record
+from comfytest.reports.record import case_record, reduced_lines, run_record
 from comfytest.reports.sweep import write_sweeps
 from comfytest.reports.table import summary_table
 
@@ -227,6 +227,8 @@ class Summary:
             )
         if self.kinds:
             terminalreporter.write_line(kinds_line(self.kinds))
+        for line in reduced_lines(self.cases):
+            terminalreporter.write_line(line)
         for nodeid, retried in self.retried:
             terminalreporter.write_line(
                 f"retried on another server: {nodeid} ({retried['lost']} lost; ran on "

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CaseRecord", "case_record", "run_record"]
+__all__ = ["CaseRecord", "case_record", "reduced_lines", "run_record"]
 
 
 @dataclass
@@ -53,6 +53,10 @@ class CaseRecord:
     infrastructure: str | None = None
     #: What kind of failure it had (comfytest.errors.FAILURE_KINDS); None when it passed.
     kind: str | None = None
+    #: Model names replaced by stand-ins: node id -> input -> "user's name -> stand-in".
+    stand_ins: dict[str, dict[str, str]] | None = None
+    #: Sizes and steps the ``ci`` profile capped: node id -> input -> "before -> after".
+    capped: dict[str, dict[str, str]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,10 +117,35 @@ def case_record(
         "environment_changes": record.environment_changes,
         "evidence": record.evidence,
         "description": record.description,
+        # A run with stand-in models or capped sizes/steps is not a full run of the workflow.
+        "stand_ins": record.stand_ins,
+        "capped": record.capped,
         # Set when the case's server was lost and it ran again on another one.
         "retried": record.retried,
         "message": message,
     }
+
+
+def reduced_lines(cases: list[dict[str, Any]]) -> list[str]:
+    """The terminal's section on cases that were not full runs of their workflows: each
+    one's stand-in models and capped inputs, by node id and input."""
+    lines = []
+    for case in cases:
+        parts = [
+            f"{what} {node}.{name} {change}"
+            for what, key in (("stand-in", "stand_ins"), ("capped", "capped"))
+            for node, changes in sorted((case.get(key) or {}).items())
+            for name, change in changes.items()
+        ]
+        if parts:
+            lines.append(f"  {case['id']}: {'; '.join(parts)}")
+    if not lines:
+        return []
+    head = (
+        f"not full runs: {len(lines)} case(s) ran with stand-in models or capped sizes and "
+        "steps (their baselines are of that reduced run):"
+    )
+    return [head, *lines]
 
 
 def run_record(

@@ -29,6 +29,10 @@ class CaseResult:
     cell_image: Path | None = None
     #: How this server differs from the one the baselines were made on.
     environment_changes: list[str] = field(default_factory=list)
+    #: Model names the case's ``stand_in`` replaced, node id -> input -> "name -> stand-in".
+    stand_ins: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: What the case's ``ci`` profile capped, node id -> input -> "before -> after".
+    capped: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

