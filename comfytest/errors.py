@@ -26,6 +26,9 @@ itself as the message a user should read: no traceback is needed to act on it.
     │                          be written (names the path and the cause)
     └── TooSlow                slower than a saved run by more than threshold and spread
 
+Warnings, shown by pytest at collection: ``SweepSizeWarning`` (a sweep of more cells than
+comfytest.defaults.SWEEP_WARN_CELLS that does not set ``max_cells``).
+
 Signals caught where they are raised, never shown to a user: ``Unreadable``
 (comfytest.judging.images: bytes that are no image), ``AlignmentError``
 (comfytest.workflow.convert.widgets: widget values that do not line up) and
@@ -60,6 +63,7 @@ __all__ = [
     "ServerError",
     "ServerLost",
     "ServerSpecError",
+    "SweepSizeWarning",
     "TooSlow",
     "WorkflowError",
     "kind_of",
@@ -288,3 +292,7 @@ def kind_of(exc: BaseException) -> str | None:
     if isinstance(exc, ComfytestError):
         return "broken"  # preflight, a rejected prompt, an execution error, a case mistake
     return None
+
+
+class SweepSizeWarning(UserWarning):
+    """A sweep expands into more cells than comfytest.defaults.SWEEP_WARN_CELLS."""
