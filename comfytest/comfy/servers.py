@@ -20,6 +20,7 @@ from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
+from comfytest.runtime.reuse import ReusedServer, acquire
 
 __all__ = ["Retried", "Server", "Servers"]
 
@@ -45,6 +46,8 @@ class Server:
     #: The managed runtime behind it, when known (its model sizes go in fingerprints).
     runtime: Runtime | None = None
     managed: ManagedServer | None = None
+    #: The reusable server this run holds (``--comfy-reuse``): released, not stopped.
+    reused: ReusedServer | None = None
     client: ComfyClient | None = None
     object_info: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
@@ -74,6 +77,7 @@ class Servers:
         managed_elsewhere: bool = False,
         model_dirs: Mapping[str, Sequence[str]] | None = None,
         schema_root: Path | None = None,
+        reuse_idle: float | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
@@ -82,7 +86,10 @@ class Servers:
         started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
         are given to the servers this pool starts, on top of the runtime's own. Each
         server's /object_info is saved under ``schema_root`` (the project) for collection
-        (comfytest.comfy.schema_cache), when given."""
+        (comfytest.comfy.schema_cache), when given. With ``reuse_idle``, the server this
+        pool launches is the reusable one (comfytest.runtime.reuse), left running for
+        ``reuse_idle`` seconds after the run."""
+        self._reuse_idle = reuse_idle
         self._schema_root = schema_root
         self._runtime = runtime
         self._home = home
@@ -187,10 +194,11 @@ class Servers:
         if entry.setup_error is not None:
             raise entry.setup_error
         if entry.client is not None:
-            if entry.managed is not None and not entry.managed.alive():
+            process = entry.managed or entry.reused
+            if process is not None and not process.alive():
                 raise ServerLost(
-                    f"the managed ComfyUI exited (code {entry.managed.process.returncode}); "
-                    f"log {entry.managed.log_path}:\n{entry.managed.log_tail()}",
+                    f"the managed ComfyUI exited (code {process.returncode}); "
+                    f"log {process.log_path}:\n{process.log_tail()}",
                     entry.client.url,
                 )
             entry.client.check_not_lost()
@@ -198,7 +206,19 @@ class Servers:
         ready_s = 0.0
         try:
             url = entry.spec.url
-            if entry.launch:
+            if entry.launch and self._reuse_idle is not None:
+                runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+                entry.reused = acquire(
+                    runtime,
+                    self._home,
+                    server_args=self._server_args,
+                    model_dirs={k: [str(p) for p in v] for k, v in self.model_dirs.items()},
+                    idle_s=self._reuse_idle,
+                )
+                entry.runtime = runtime
+                url = entry.reused.url
+                entry.spec = ServerSpec(url, entry.spec.tags)
+            elif entry.launch:
                 runtime = self._runtime or find_runtime(self._home, self._runtime_name)
                 root = self._run_root or Path(tempfile.gettempdir())
                 root.mkdir(parents=True, exist_ok=True)
@@ -222,8 +242,9 @@ class Servers:
             client = ComfyClient(url, header=header, ca_bundle=self._ca_bundle)
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-                # Nothing cached before this run counts: models are read from disk again.
-                client.free()
+                if entry.reused is None:
+                    # Nothing cached before this run counts: models are read from disk again.
+                    client.free()
             except ServerError as exc:
                 client.close()
                 raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
@@ -231,7 +252,9 @@ class Servers:
             entry.setup_error = exc
             raise
         entry.client = client
-        if entry.managed is not None:
+        if entry.reused is not None:
+            how = entry.reused.describe()
+        elif entry.managed is not None:
             how = f"managed, ready in {ready_s:.1f} s"
         elif self._managed_elsewhere:
             how = "managed by the xdist controller"
@@ -271,3 +294,6 @@ class Servers:
             if entry.managed is not None:
                 entry.managed.stop()
                 entry.managed = None
+            if entry.reused is not None:
+                entry.reused.release()
+                entry.reused = None

@@ -86,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         auth_env=settings.auth_env,
         ca_bundle=settings.ca_bundle,
         schema_root=config.rootpath,
+        reuse_idle=settings.reuse_idle,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
     controller = not workerinput and config.pluginmanager.hasplugin("xdist")

@@ -369,7 +369,7 @@ NOT_REPLAYED = (
     "--comfy-warmup",
 )
 #: Options that take no value.
-FLAGS = ("--comfy-launch", "--comfy-allow-outside", "--comfy-prune")
+FLAGS = ("--comfy-launch", "--comfy-reuse", "--comfy-allow-outside", "--comfy-prune")
 
 
 def replayed_options(config: pytest.Config) -> list[str]:
