@@ -99,10 +99,14 @@ class WorkflowError(ComfytestError):
 class ServerError(ComfytestError):
     """The ComfyUI server could not be reached or answered something unusable."""
 
-    def __init__(self, message: str, url: str = "", prompt_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, url: str = "", prompt_id: str | None = None, *, status: int = 0
+    ) -> None:
         self.message = message
         self.url = url
         self.prompt_id = prompt_id
+        #: The HTTP status the server answered, when that was the trouble (else 0).
+        self.status = status
         context = ", ".join(
             part for part in (url, f"prompt {prompt_id}" if prompt_id else "") if part
         )

@@ -39,6 +39,8 @@ class Http:
         self.timeout = timeout
         self.headers = dict([header]) if header else {}
         self._failure = failure
+        #: Whether the server answered anything yet (a lost server once answered).
+        self.answered = False
         try:
             self.tls = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
         except (OSError, ssl.SSLError) as exc:
@@ -60,6 +62,7 @@ class Http:
             self._client.get("/system_stats", timeout=PROBE_TIMEOUT)
         except httpx.HTTPError:
             return False
+        self.answered = True
         return True
 
     def call(
@@ -71,10 +74,12 @@ class Http:
             raise self._failure(f"{method} {path} failed: {exc}") from None
         except httpx.HTTPError as exc:
             raise ServerError(f"{method} {path} failed: {exc}", self.url) from None
+        self.answered = True
         if response.status_code not in ok:
             raise ServerError(
                 f"{method} {path} answered HTTP {response.status_code}{_detail(response)}",
                 self.url,
+                status=response.status_code,
             )
         return response
 
@@ -91,11 +96,13 @@ class Http:
         streamed into the file ``to`` (returned)."""
         try:
             with self._client.stream("GET", path, params=params) as response:
+                self.answered = True
                 if response.status_code != 200:
                     response.read()
                     raise ServerError(
                         f"GET {path} answered HTTP {response.status_code}{_detail(response)}",
                         self.url,
+                        status=response.status_code,
                     )
                 chunks: list[bytes] = []
                 size = 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from comfytest.comfy.auth import auth_hint
 from comfytest.comfy.client import ComfyClient, header_from_env
 from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
@@ -247,6 +248,10 @@ class Servers:
                     client.free()
             except ServerError as exc:
                 client.close()
+                if exc.status in (401, 403):
+                    raise ServerError(
+                        f"ComfyUI at {url} refused this run: {exc}; {auth_hint(self._auth_env)}"
+                    ) from None
                 raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
         except (RuntimeSetupError, ServerError) as exc:
             entry.setup_error = exc

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -157,13 +158,23 @@ def _running(run_dir: Path) -> ReusedServer | None:
         return None
     if not pid_alive(pid):
         return None
-    try:
-        answered = httpx.get(f"{url}/system_stats", timeout=5.0).status_code == 200
-    except httpx.HTTPError:
-        answered = False
-    if not answered:
+    if not _answers(url):
         return None
     return ReusedServer(url, pid, run_dir, True, float(state.get("started_at", 0)), 0.0, 0.0)
+
+
+def _answers(url: str) -> bool:
+    """GET /system_stats answers 200 (plain http.client: no TLS context to build, as an
+    httpx client would, on the path of every warm run)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    connection = http.client.HTTPConnection(host, int(port or 80), timeout=5.0)
+    try:
+        connection.request("GET", "/system_stats")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
 
 
 def _start(
