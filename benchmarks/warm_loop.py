@@ -18,6 +18,7 @@ server is stopped at the end. Prints medians and quartiles, and the load average
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -41,8 +42,9 @@ def edit(project: Path, seed: int) -> None:
     path.write_text(text)
 
 
-def step(project: Path, home: Path, seed: int, how: str) -> tuple[float, str]:
-    """Seconds from the edit to the verdict, and the verdict line."""
+def step(project: Path, home: Path, seed: int, how: str) -> tuple[float, str, float]:
+    """Seconds from the edit to the verdict, the verdict, and the server's execution
+    seconds (from run.json)."""
     started = time.perf_counter()
     edit(project, seed)
     result = subprocess.run(
@@ -71,7 +73,9 @@ def step(project: Path, home: Path, seed: int, how: str) -> tuple[float, str]:
     )
     if not verdict:
         sys.exit(f"no verdict ({how}):\n{result.stdout}\n{result.stderr}")
-    return seconds, " ".join(verdict.split()[1:3])
+    record = json.loads((project / ".comfytest/results/run.json").read_text())
+    execution = float(record["cases"][0]["timings"]["execution_s"] or 0.0)
+    return seconds, " ".join(verdict.split()[1:3]), execution
 
 
 def summary(name: str, times: list[float]) -> str:
@@ -110,12 +114,14 @@ def main() -> None:
         finally:
             stop_detached(home)
         print(f"load average before: {env_load[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
-        print(f"verdicts: {sorted({v for _, v in [*cold, first, *warm]})}")
-        print(summary("--comfy-launch, each run starts ComfyUI", [t for t, _ in cold]))
+        print(f"verdicts: {sorted({v for _, v, _ in [*cold, first, *warm]})}")
+        print(summary("--comfy-launch, each run starts ComfyUI", [t for t, _, _ in cold]))
         print(f"--comfy-reuse, the run that starts the reusable server: {first[0]:.2f} s")
-        warm_times = [t for t, _ in warm]
+        warm_times = [t for t, _, _ in warm]
         print(summary("--comfy-reuse, edit -> verdict on the warm server", warm_times))
-        cold_median = statistics.median(t for t, _ in cold)
+        print(summary("  of which the server's execution", [e for _, _, e in warm]))
+        print(summary("  the rest (Python, pytest, comfytest)", [t - e for t, _, e in warm]))
+        cold_median = statistics.median(t for t, _, _ in cold)
         print(f"ratio warm / cold (medians): {statistics.median(warm_times) / cold_median:.2f}")
 
 

@@ -65,6 +65,8 @@ def test_a_reused_server_gives_the_same_verdicts_and_says_it_is_warm(
     assert case_of(project)["timings"]["cold"] is True  # type: ignore[index]
     [pid] = pids(home)
     assert wait_until_gone([pid], within=0.5) == [pid], "it outlives the run"
+    folder = Path(running(home)[0]["run_dir"])
+    assert (folder / "object_info.json").is_file(), "its node definitions, for the next runs"
 
     again = reuse_run(pytester, home)
     again.assert_outcomes(passed=1)

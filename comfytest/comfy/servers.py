@@ -272,6 +272,8 @@ class Servers:
     def object_info(self, index: int) -> dict[str, Any]:
         """Server ``index``'s node definitions, fetched once per run."""
         entry = self._pool[index]
+        if entry.object_info is None and entry.reused is not None:
+            entry.object_info = entry.reused.object_info(self.client(index))
         if entry.object_info is None:
             entry.object_info = self.client(index).object_info()
             if self._schema_root is not None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
@@ -34,6 +35,11 @@ from comfytest.runtime.install import SCRIPTS, Runtime, default_home
 from comfytest.runtime.server import READY_TIMEOUT, free_port, server_arguments
 
 __all__ = ["DEFAULT_IDLE", "ReusedServer", "acquire", "reuse_key"]
+
+
+class ObjectInfoSource(Protocol):
+    def object_info(self) -> dict[str, Any]: ...
+
 
 #: Seconds a reusable server waits, unused, before it exits.
 DEFAULT_IDLE = 900.0
@@ -106,6 +112,19 @@ class ReusedServer:
             f"managed, reusable, ready in {self.ready_s:.1f} s; it stays up {self.idle_s:g} s "
             "after the last run ('comfytest runtime stop' ends it)"
         )
+
+    def object_info(self, client: ObjectInfoSource) -> dict[str, Any]:
+        """This server's /object_info, fetched by the first run that asks and kept in its
+        folder for the next ones (the same process serves the same node definitions)."""
+        saved = self.run_dir / "object_info.json"
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(saved.read_text())
+            if isinstance(data, dict):
+                return data
+        info = client.object_info()
+        with contextlib.suppress(OSError):
+            atomic_write(saved, json.dumps(info).encode())
+        return info
 
     def release(self) -> None:
         """Let go: the idle timeout starts now (the server is not stopped)."""
