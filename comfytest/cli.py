@@ -1,4 +1,4 @@
-"""The ``comfytest`` command: ``accept``, ``report``, ``env``, ``convert``,
+"""The ``comfytest`` command: ``init``, ``accept``, ``report``, ``env``, ``convert``,
 ``compare-runtimes``, ``schema`` and ``runtime install|start|stop|status``."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from comfytest.runtime import (
     start_server,
 )
 from comfytest.runtime.commands import add_runtime_commands, home_option
+from comfytest.scaffold import add_init_command
 from comfytest.workflow.convert import is_ui_workflow, ui_to_api
 from comfytest.workflow.files import SOURCES, load_workflow
 
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="comfytest", description=__doc__)
     commands = parser.add_subparsers(title="commands")
+    add_init_command(commands)
     add_runtime_commands(commands)
 
     def results_option(sub: argparse.ArgumentParser) -> None:

@@ -12,6 +12,8 @@ from enum import Enum
 __all__ = [
     "DEFAULT_TIMEOUT",
     "KEEP_MODES",
+    "SWEEP_MAX_CELLS",
+    "SWEEP_WARN_CELLS",
     "UPDATE_MODES",
     "KeepMode",
     "Status",
@@ -20,6 +22,10 @@ __all__ = [
 
 #: Seconds a single prompt may take before it is interrupted.
 DEFAULT_TIMEOUT = 300.0
+#: A sweep of more cells than this is warned about at collection, unless it sets max_cells.
+SWEEP_WARN_CELLS = 200
+#: A sweep of more cells than this is a collection error, unless its max_cells allows them.
+SWEEP_MAX_CELLS = 1000
 
 
 class _Named(str, Enum):

@@ -28,6 +28,9 @@ itself as the message a user should read: no traceback is needed to act on it.
     │                          be written (names the path and the cause)
     └── TooSlow                slower than a saved run by more than threshold and spread
 
+Warnings, shown by pytest at collection: ``SweepSizeWarning`` (a sweep of more cells than
+comfytest.defaults.SWEEP_WARN_CELLS that does not set ``max_cells``).
+
 Signals caught where they are raised, never shown to a user: ``Unreadable``
 (comfytest.judging.images: bytes that are no image), ``AlignmentError``
 (comfytest.workflow.convert.widgets: widget values that do not line up) and
@@ -63,6 +66,7 @@ __all__ = [
     "ServerError",
     "ServerLost",
     "ServerSpecError",
+    "SweepSizeWarning",
     "TooSlow",
     "WorkflowError",
     "kind_of",
@@ -98,10 +102,14 @@ class WorkflowError(ComfytestError):
 class ServerError(ComfytestError):
     """The ComfyUI server could not be reached or answered something unusable."""
 
-    def __init__(self, message: str, url: str = "", prompt_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, url: str = "", prompt_id: str | None = None, *, status: int = 0
+    ) -> None:
         self.message = message
         self.url = url
         self.prompt_id = prompt_id
+        #: The HTTP status the server answered, when that was the trouble (else 0).
+        self.status = status
         context = ", ".join(
             part for part in (url, f"prompt {prompt_id}" if prompt_id else "") if part
         )
@@ -297,3 +305,7 @@ def kind_of(exc: BaseException) -> str | None:
     if isinstance(exc, ComfytestError):
         return "broken"  # preflight, a rejected prompt, an execution error, a case mistake
     return None
+
+
+class SweepSizeWarning(UserWarning):
+    """A sweep expands into more cells than comfytest.defaults.SWEEP_WARN_CELLS."""

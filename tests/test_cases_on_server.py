@@ -340,6 +340,13 @@ def test_cases_without_a_server_is_a_usage_error(pytester: pytest.Pytester, proj
     )
 
 
+def test_collecting_cases_needs_no_server(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "cases/t.yaml").write_text(TXT2IMG)
+    result = pytester.runpytest("cases", "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["cases/t.yaml::*", "*1 test collected*"])
+
+
 def test_outputs_dropped_by_validation_fail_the_case(
     pytester: pytest.Pytester, project: Path, comfy: ManagedServer
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from comfytest.cases.body import (
     tolerance_of,
 )
 from comfytest.cases.case import Case
+from comfytest.cases.cells import axis_parts, check_size, part_of
 from comfytest.cases.recipe import Axis, Recipe, UiCheck, Upload
 from comfytest.cases.reference import check_reference
 from comfytest.cases.standin import ci_caps
@@ -85,12 +87,12 @@ CASE_KEYS = (
     "server",
     "stand_in",
     "ci",
+    "max_cells",
 )
 #: Keys a file's top level or a ``_defaults.yaml`` may carry (defaults for every case).
 SHARED_KEYS = tuple(key for key in CASE_KEYS if key not in ("id", "extends"))
 FILE_KEYS = (*SHARED_KEYS, "cases")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.+:x-]+")
 
 
 def load_cases(
@@ -199,6 +201,10 @@ def _expand(
     if not axes:
         return [_build(case_id, entry, body, path, {}, "", within, ui_check)]
     names = [name for name, _, _ in axes]
+    size = math.prod(len(vals) for _, vals, zipped in axes if not zipped)
+    size *= next((len(vals) for _, vals, zipped in axes if zipped), 1)
+    _, spath, sline = body.scalars["matrix" if "matrix" in body.scalars else "zip"]
+    check_size(case_id, size, body.scalars.get("max_cells"), (spath, sline))
     matrix = [[(name, v) for v in vals] for name, vals, zipped in axes if not zipped]
     zipped_axes = [(name, vals) for name, vals, zipped in axes if zipped]
     zip_rows: list[list[tuple[str, Any]]] = [
@@ -210,16 +216,16 @@ def _expand(
     reference = check_reference(
         written, [(name, vals) for name, vals, _ in axes], [dict(r) for r in rows], rpath, rline
     )
+    parts = {name: axis_parts([dict(row)[name] for row in rows]) for name in names}
     cases: list[Case] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         values = dict(row)
-        cell = "-".join(f"{name}={_format(values[name])}" for name in names)
+        cell = "-".join(f"{name}={part_of(parts[name], values[name])}" for name in names)
         if cell in seen:
-            seen[cell] += 1
-            cell = f"{cell}-{seen[cell]}"
-        else:
-            seen[cell] = 0
+            origin = axis_origin(body, names[0], (path, entry.line))
+            raise CaseError(f"the sweep has cell {cell} twice: a value is listed twice", *origin)
+        seen[cell] = values
         case = _build(case_id, entry, body, path, values, cell, within, ui_check)
         cases.append(dataclasses.replace(case, reference=dict(reference)))
     return cases
@@ -305,17 +311,3 @@ def _build(
         warmup=counts["warmup"],
         server=dict(body.server),
     )
-
-
-def _format(value: Any) -> str:
-    """A value as it appears in a cell id: short, and safe in a folder name."""
-    if isinstance(value, bool):
-        text = str(value).lower()
-    elif isinstance(value, float):
-        text = repr(value)
-    elif isinstance(value, list) and len(value) == 2:
-        text = f"{value[0]}x{value[1]}"
-    else:
-        text = str(value)
-    text = _UNSAFE.sub("_", text).strip("_")
-    return text[:40] or "_"

@@ -8,7 +8,7 @@ import re
 
 from comfytest.errors import ServerError
 
-__all__ = ["cloud_key", "header_from_env"]
+__all__ = ["auth_hint", "cloud_key", "header_from_env"]
 
 
 def header_from_env(name: str) -> tuple[str, str]:
@@ -33,3 +33,16 @@ def cloud_key(name: str) -> str:
     if not value:
         raise ServerError(f"the environment variable {name} (the Comfy Cloud API key) is not set")
     return value
+
+
+def auth_hint(auth_env: str | None) -> str:
+    """What to do about a server that asks for credentials (HTTP 401 or 403)."""
+    if auth_env:
+        return (
+            f"the auth header from ${auth_env} was refused: check its value (a token is sent "
+            "as 'Authorization: Bearer <token>'; 'Header-Name: value' sends that header)"
+        )
+    return (
+        "it asks for credentials: put the token (or 'Header-Name: value') in an environment "
+        "variable and pass --comfy-auth-env=NAME"
+    )

@@ -317,6 +317,8 @@ class ComfyClient(PlainCalls):
         if self.reachable():
             return ServerError(message, self.url)
         self._socket.drop()
+        if not self._http.answered:
+            return ServerLost(f"{message}; the server has not answered at all", self.url)
         self.lost = ServerLost(f"{message}; the server no longer answers", self.url)
         return self.lost
 

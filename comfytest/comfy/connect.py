@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfytest.comfy.api import Api
-from comfytest.comfy.auth import cloud_key
+from comfytest.comfy.auth import auth_hint, cloud_key
 from comfytest.comfy.client import ComfyClient, header_from_env
 from comfytest.comfy.http import RETRY_BUDGET
 from comfytest.errors import ServerError
@@ -33,11 +33,13 @@ class ClientOptions:
     max_queued: int | None = None
     run_id: str | None = None
 
-    def connect(self, url: str, *, managed: bool) -> tuple[ComfyClient, str]:
+    def connect(self, url: str, *, managed: bool, free: bool = True) -> tuple[ComfyClient, str]:
         """A client of the server at ``url``, checked to answer, and its ComfyUI version.
 
         A ``managed`` server (ours alone) is freed, so nothing cached before this run
-        counts; it is never Comfy Cloud and gets no queue cap."""
+        counts, unless ``free`` is false (a reused server keeps its models loaded: that is
+        what it is for); it is never Comfy Cloud and gets no queue cap. A server that asks
+        for credentials (HTTP 401, 403) is told apart from an unreachable one."""
         header = header_from_env(self.auth_env) if self.auth_env else None
         cloud = None if managed or not self.cloud_key_env else self.cloud_key_env
         client = ComfyClient(
@@ -51,9 +53,13 @@ class ClientOptions:
         )
         try:
             version = client.system_stats().get("system", {}).get("comfyui_version", "?")
-            if managed:
+            if managed and free:
                 client.free()
         except ServerError as exc:
             client.close()
+            if exc.status in (401, 403):
+                raise ServerError(
+                    f"ComfyUI at {url} refused this run: {exc}; {auth_hint(self.auth_env)}"
+                ) from None
             raise ServerError(f"ComfyUI is not reachable at {url}: {exc}") from None
         return client, str(version)

@@ -54,6 +54,8 @@ class Http:
         self._failure = failure
         #: For the signed URL a Cloud /view redirects to: no header, no cookie, no redirect.
         self._plain: httpx.Client | None = None
+        #: Whether the server answered anything yet (a lost server once answered).
+        self.answered = False
         #: The TLS context of an https server; None for plain http, whose requests never
         #: use TLS (loading the system's certificates costs about 50 ms of set-up).
         self.tls: ssl.SSLContext | None = None
@@ -82,6 +84,7 @@ class Http:
             self._client.get(self.api.route("/system_stats"), timeout=PROBE_TIMEOUT)
         except httpx.HTTPError:
             return False
+        self.answered = True
         return True
 
     def call(
@@ -95,6 +98,7 @@ class Http:
         except httpx.HTTPError as exc:
             message = self.api.redact(f"{method} {route} failed: {exc}")
             raise ServerError(message, self.url) from None
+        self.answered = True
         if response.status_code not in ok:
             raise ServerError(
                 f"{method} {route} answered HTTP {response.status_code}{_detail(response)}",
@@ -151,6 +155,7 @@ class Http:
             raise ServerError(
                 f"the signed URL {shown!r} of GET /api/view redirected again (not followed)",
                 self.url,
+                status=response.status_code,
             )
         return response
 
@@ -169,11 +174,13 @@ class Http:
         try:
             response = self._send("GET", path, stream=True, params=params)
             with contextlib.closing(response):
+                self.answered = True
                 if response.status_code != 200:
                     response.read()
                     raise ServerError(
                         f"GET {route} answered HTTP {response.status_code}{_detail(response)}",
                         self.url,
+                        status=response.status_code,
                     )
                 chunks: list[bytes] = []
                 size = 0

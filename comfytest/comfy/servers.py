@@ -25,6 +25,7 @@ from comfytest.comfy.pool import ServerSpec, choose, no_match_reason
 from comfytest.comfy.schema_cache import server_key, write_schemas
 from comfytest.errors import ComfytestError, RuntimeSetupError, ServerError, ServerLost
 from comfytest.runtime import ManagedServer, Runtime, find_runtime, start_server
+from comfytest.runtime.reuse import ReusedServer, acquire
 
 __all__ = ["Retried", "Server", "Servers"]
 
@@ -50,6 +51,8 @@ class Server:
     #: The managed runtime behind it, when known (its model sizes go in fingerprints).
     runtime: Runtime | None = None
     managed: ManagedServer | None = None
+    #: The reusable server this run holds (``--comfy-reuse``): released, not stopped.
+    reused: ReusedServer | None = None
     client: ComfyClient | None = None
     object_info: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
@@ -83,6 +86,7 @@ class Servers:
         retry_budget: float = RETRY_BUDGET,
         max_queued: int | None = None,
         run_id: str | None = None,
+        reuse_idle: float | None = None,
     ) -> None:
         """``auth_env`` names the environment variable holding an auth header for the
         servers (see ``header_from_env``); it is read when a client is made, and kept nowhere
@@ -91,12 +95,15 @@ class Servers:
         started by another process (the xdist controller). ``model_dirs`` (kind -> folders)
         are given to the servers this pool starts, on top of the runtime's own. Each
         server's /object_info is saved under ``schema_root`` (the project) for collection
-        (comfytest.comfy.schema_cache), when given.
+        (comfytest.comfy.schema_cache), when given. With ``reuse_idle``, the server this
+        pool launches is the reusable one (comfytest.runtime.reuse), left running for
+        ``reuse_idle`` seconds after the run.
 
         ``cloud_key_env`` names the environment variable holding a Comfy Cloud API key: the
         servers given by URL are then spoken to as Comfy Cloud (comfytest.comfy.api); read
         when a client is made, like ``auth_env``. ``retry_budget``, ``max_queued`` and
         ``run_id`` go to every client (see ``ComfyClient``)."""
+        self._reuse_idle = reuse_idle
         self._schema_root = schema_root
         self._options = ClientOptions(
             auth_env, ca_bundle, cloud_key_env, retry_budget, max_queued, run_id
@@ -239,10 +246,11 @@ class Servers:
         if entry.setup_error is not None:
             raise entry.setup_error
         if entry.client is not None:
-            if entry.managed is not None and not entry.managed.alive():
+            process = entry.managed or entry.reused
+            if process is not None and not process.alive():
                 raise ServerLost(
-                    f"the managed ComfyUI exited (code {entry.managed.process.returncode}); "
-                    f"log {entry.managed.log_path}:\n{entry.managed.log_tail()}",
+                    f"the managed ComfyUI exited (code {process.returncode}); "
+                    f"log {process.log_path}:\n{process.log_tail()}",
                     entry.client.url,
                 )
             entry.client.check_not_lost()
@@ -250,7 +258,19 @@ class Servers:
         ready_s = 0.0
         try:
             url = entry.spec.url
-            if entry.launch:
+            if entry.launch and self._reuse_idle is not None:
+                runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+                entry.reused = acquire(
+                    runtime,
+                    self._home,
+                    server_args=self._server_args,
+                    model_dirs={k: [str(p) for p in v] for k, v in self.model_dirs.items()},
+                    idle_s=self._reuse_idle,
+                )
+                entry.runtime = runtime
+                url = entry.reused.url
+                entry.spec = ServerSpec(url, entry.spec.tags)
+            elif entry.launch:
                 runtime = self._runtime or find_runtime(self._home, self._runtime_name)
                 root = self._run_root or Path(tempfile.gettempdir())
                 root.mkdir(parents=True, exist_ok=True)
@@ -272,12 +292,14 @@ class Servers:
                 with contextlib.suppress(RuntimeSetupError):
                     entry.runtime = self._runtime or find_runtime(self._home, self._runtime_name)
             managed = entry.launch or entry.managed is not None or self._managed_elsewhere
-            client, version = self._options.connect(url, managed=managed)
+            client, version = self._options.connect(url, managed=managed, free=entry.reused is None)
         except (RuntimeSetupError, ServerError) as exc:
             entry.setup_error = exc
             raise
         entry.client = client
-        if entry.managed is not None:
+        if entry.reused is not None:
+            how = entry.reused.describe()
+        elif entry.managed is not None:
             how = f"managed, ready in {ready_s:.1f} s"
         elif self._managed_elsewhere:
             how = "managed by the xdist controller"
@@ -296,6 +318,8 @@ class Servers:
 
     def _object_info(self, index: int) -> dict[str, Any]:
         entry = self._pool[index]
+        if entry.object_info is None and entry.reused is not None:
+            entry.object_info = entry.reused.object_info(self.client(index))
         if entry.object_info is None:
             entry.object_info = self.client(index).object_info()
             if self._schema_root is not None:
@@ -327,3 +351,6 @@ class Servers:
             if entry.managed is not None:
                 entry.managed.stop()
                 entry.managed = None
+            if entry.reused is not None:
+                entry.reused.release()
+                entry.reused = None

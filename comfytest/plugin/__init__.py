@@ -22,6 +22,7 @@ from comfytest.comfy.pool import ServerSpec, home_index
 from comfytest.errors import RuntimeSetupError, ServerError
 from comfytest.plugin.options import add_options
 from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY, Settings
+from comfytest.plugin.stray import STRAY_KEY, is_case_path, looks_like_a_case_file, stray_hint
 
 if TYPE_CHECKING:
     from comfytest.plugin.nodes import CaseFile, CaseItem
@@ -36,6 +37,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
+    named = [
+        path
+        for path in (config.invocation_params.dir / str(a).split("::")[0] for a in config.args)
+        if path.suffix in CASE_SUFFIXES and path.is_file() and not is_case_path(path, settings)
+    ]
+    stray = [path for path in named if looks_like_a_case_file(path)]
+    if stray:
+        raise pytest.UsageError(stray_hint(stray, config))
     if not settings.configured:
         return  # no case can run: collecting one is a usage error (collection_modifyitems)
     worker = hasattr(config, "workerinput")
@@ -92,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         max_queued=settings.max_queued,
         # One id for the whole run, every xdist worker: what --comfy-max-queued counts.
         run_id=workerinput.get("testrunuid") or uuid.uuid4().hex,
+        reuse_idle=settings.reuse_idle,
     )
     config.stash[RUNNER_KEY] = Runner(store, pool, timeout=settings.timeout)
     if servers and not config.option.collectonly and not getattr(config.option, "numprocesses", 0):
@@ -182,7 +192,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
     if file_path.suffix not in CASE_SUFFIXES:
         return None
     settings = parent.config.stash[SETTINGS_KEY]
-    if not any(file_path.is_relative_to(root) for root in settings.case_paths):
+    if not is_case_path(file_path, settings):
+        if looks_like_a_case_file(file_path):
+            parent.config.stash.setdefault(STRAY_KEY, []).append(file_path)
         return None
     from comfytest.cases.loader import DEFAULTS_FILE
     from comfytest.plugin.nodes import CaseFile
@@ -195,7 +207,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     case_item = _case_item()
     configured = config.stash[SETTINGS_KEY].configured
-    if not configured and case_item and any(isinstance(i, case_item) for i in items):
+    if configured or config.option.collectonly:
+        return  # listing cases needs no server
+    if case_item and any(isinstance(i, case_item) for i in items):
         raise pytest.UsageError(
             "ComfyUI cases were collected but no server is configured: pass --comfy-launch "
             "(start a managed ComfyUI) or --comfy-url URL (use a running one)"
@@ -208,6 +222,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if isinstance(item, case_item)
             for entry in item.case.recipe.stand_ins
         }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    stray = terminalreporter.config.stash.get(STRAY_KEY, [])
+    if stray:
+        terminalreporter.write_line(stray_hint(stray, terminalreporter.config))
 
 
 def _case_item() -> type[CaseItem] | None:

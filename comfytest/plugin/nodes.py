@@ -239,6 +239,7 @@ class CaseItem(pytest.Item):
                 self.session.shouldstop = f"the managed ComfyUI did not start: {exc}"
             raise
         finally:
+            self.record.server_line = runner.servers.server_line or None
             self.user_properties.extend(self.record.junit_properties())  # JUnit reads these
 
     def _run(self, server: int) -> None:
@@ -371,7 +372,7 @@ NOT_REPLAYED = (
     "--comfy-warmup",
 )
 #: Options that take no value.
-FLAGS = ("--comfy-launch", "--comfy-allow-outside", "--comfy-prune")
+FLAGS = ("--comfy-launch", "--comfy-reuse", "--comfy-allow-outside", "--comfy-prune")
 
 
 def replayed_options(config: pytest.Config) -> list[str]:

@@ -48,6 +48,22 @@ def add_options(parser: pytest.Parser) -> None:
         help="start a managed ComfyUI (see 'comfytest runtime install') for this run",
     )
     group.addoption(
+        "--comfy-reuse",
+        dest="comfy_reuse",
+        action="store_true",
+        default=False,
+        help="like --comfy-launch, but keep the managed ComfyUI running after the run and "
+        "reuse it in later runs of the same runtime and server arguments (it exits after "
+        "--comfy-reuse-idle seconds unused; 'comfytest runtime stop' ends it)",
+    )
+    group.addoption(
+        "--comfy-reuse-idle",
+        dest="comfy_reuse_idle",
+        metavar="SECONDS",
+        default=None,
+        help="how long a reusable server waits unused before it exits (default 900)",
+    )
+    group.addoption(
         "--comfy-update",
         dest="comfy_update",
         metavar="MODE",
@@ -232,6 +248,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("comfy_retry_budget", "default for --comfy-retry-budget", default="")
     parser.addini("comfy_max_queued", "default for --comfy-max-queued", default="")
     parser.addini("comfy_launch", "default for --comfy-launch", type="bool", default=False)
+    parser.addini("comfy_reuse", "default for --comfy-reuse", type="bool", default=False)
+    parser.addini("comfy_reuse_idle", "default for --comfy-reuse-idle", default="")
     parser.addini("comfy_update", "default for --comfy-update", default="")
     parser.addini(
         "comfy_allow_outside", "default for --comfy-allow-outside", type="bool", default=False

@@ -74,6 +74,8 @@ class Summary:
         self.kinds: dict[str, int] = {}
         #: Cases that ran again on another server after theirs was lost: (nodeid, details).
         self.retried: list[tuple[str, dict[str, str]]] = []
+        #: The server lines the cases' processes reported (xdist workers' servers), in order.
+        self.server_lines: dict[str, None] = {}
         self.started = time.time()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -95,6 +97,8 @@ class Summary:
         record = record_of(report)
         if record is None:
             return
+        for line in (record.server_line or "").splitlines():
+            self.server_lines.setdefault(line)
         folder = record.folder
         self.folders.add(folder)
         when = phase_of(report)
@@ -209,6 +213,8 @@ class Summary:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         runner = self.config.stash.get(RUNNER_KEY, None)
         server_line = runner.servers.server_line if runner is not None else ""
+        # Under xdist the workers reach the servers: their lines came with the cases.
+        server_line = server_line or "\n".join(self.server_lines)
         quiet = not (self.counts or server_line or self.unused or self.noise or self.cases)
         quiet = quiet and not (self.config.stash[SETTINGS_KEY].prune and self.not_pruned)
         if quiet and not self.infrastructure and not self.retried:

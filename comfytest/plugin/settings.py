@@ -64,6 +64,8 @@ class Settings:
     retry_budget: float = 60.0
     #: --comfy-max-queued: this run's prompts allowed on one --comfy-url server at once.
     max_queued: int | None = None
+    #: --comfy-reuse: seconds the reusable managed server stays up unused; None: no reuse.
+    reuse_idle: float | None = None
 
     @property
     def configured(self) -> bool:
@@ -77,7 +79,10 @@ class Settings:
             value = config.getoption(name)
             return value if value is not None else config.getini(name)
 
-        launch = bool(config.getoption("comfy_launch") or config.getini("comfy_launch"))
+        reuse = bool(config.getoption("comfy_reuse") or config.getini("comfy_reuse"))
+        given_launch = bool(config.getoption("comfy_launch") or config.getini("comfy_launch"))
+        launch = given_launch or reuse
+        reuse_idle = reuse_idle_of(str(pick("comfy_reuse_idle") or "")) if reuse else None
         specs = config.getoption("comfy_url") or [
             line for line in config.getini("comfy_url") if line.strip()
         ]
@@ -94,10 +99,16 @@ class Settings:
             raise pytest.UsageError(f"--comfy-url: {duplicate} is given twice")
         url = servers[0].url if servers else None
         if url and launch:
-            raise pytest.UsageError("--comfy-url and --comfy-launch exclude each other: pick one")
+            flag = "--comfy-launch" if given_launch else "--comfy-reuse"
+            raise pytest.UsageError(f"--comfy-url and {flag} exclude each other: pick one")
         server_count = int(config.getoption("comfy_servers") or 1)
         if server_count < 1:
             raise pytest.UsageError("--comfy-servers: expected a number of servers >= 1")
+        if server_count > 1 and reuse:
+            raise pytest.UsageError(
+                "--comfy-reuse keeps one server for later runs; --comfy-servers starts several "
+                "for this run only: pick one"
+            )
         if (server_count > 1 or server_tags) and not launch:
             raise pytest.UsageError(
                 "--comfy-servers and --comfy-server-tag are for managed servers (--comfy-launch);"
@@ -197,6 +208,7 @@ class Settings:
             cloud_key_env=cloud_key_env,
             retry_budget=retry_budget,
             max_queued=max_queued,
+            reuse_idle=reuse_idle,
         )
 
 
@@ -242,6 +254,19 @@ def _remote(
             "--comfy-max-queued is for --comfy-url servers: each managed server is this run's alone"
         )
     return key_env, budget, cap
+
+
+def reuse_idle_of(text: str) -> float:
+    """--comfy-reuse-idle's seconds (default 900)."""
+    if not text:
+        return 900.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise pytest.UsageError(f"--comfy-reuse-idle={text}: expected a positive number of seconds")
+    return seconds
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()

@@ -57,6 +57,9 @@ class CaseRecord:
     stand_ins: dict[str, dict[str, str]] | None = None
     #: Sizes and steps the ``ci`` profile capped: node id -> input -> "before -> after".
     capped: dict[str, dict[str, str]] | None = None
+    #: The summary's line(s) for the servers of the process that ran it (an xdist worker's
+    #: reach the controller this way); not a JUnit property.
+    server_line: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,19 +70,50 @@ class CaseRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def junit_properties(self) -> list[tuple[str, str]]:
-        """``comfytest_<field>`` for each field that is set; JSON for structured values."""
+        """``comfytest_<field>`` for each field that is set; JSON for structured values; then
+        the flat numbers CI dashboards chart (``flat_properties``)."""
         found = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or value == "":
+            if value is None or value == "" or f.name in NOT_JUNIT:
                 continue
             name = JUNIT_NAMES.get(f.name, f.name)
             found.append(
                 (f"comfytest_{name}", value if isinstance(value, str) else json.dumps(value))
             )
+        return found + self.flat_properties()
+
+    def flat_properties(self) -> list[tuple[str, str]]:
+        """One number per property: ``comfytest_<timing>`` for each timing in seconds
+        (``comfytest_execution_s``, ``comfytest_total_s``, ...) and, per output,
+        ``comfytest_output_<key>_<measure>`` for its distances and pixel measures, and
+        ``..._used``, the largest fraction of its limit a measure uses (above 1 fails)."""
+        found: list[tuple[str, str]] = []
+        for name, value in (self.timings or {}).items():
+            if name.endswith("_s") and _number(value):
+                found.append((f"comfytest_{name}", str(value)))
+        for key, comparison in sorted((self.comparisons or {}).items()):
+            numbers = {m["name"]: m["value"] for m in comparison.get("measures") or []}
+            for name in ("max_pixel_diff", "mean_pixel_diff", "psnr"):
+                numbers.setdefault(name, comparison.get(name))
+            numbers |= {n: v for n, v in comparison.items() if n.endswith("_distance")}
+            used = [m["used"] for m in comparison.get("measures") or [] if _number(m["used"])]
+            if used:
+                numbers["used"] = max(used)
+            found += [
+                (f"comfytest_output_{key}_{name}", str(value))
+                for name, value in numbers.items()
+                if _number(value)
+            ]
         return found
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: Fields that are no JUnit property.
+NOT_JUNIT = ("server_line",)
 #: JUnit property names that differ from the field's (kept as documented).
 JUNIT_NAMES = {
     "cached_nodes": "cached",

@@ -105,7 +105,9 @@ def add_runtime_commands(commands: Any) -> None:
     )
     p.set_defaults(handler=_start)
 
-    p = verbs.add_parser("stop", help="stop servers started with 'runtime start'")
+    p = verbs.add_parser(
+        "stop", help="stop servers started with 'runtime start' or kept by --comfy-reuse"
+    )
     home_option(p)
     p.add_argument("url", nargs="?", default=None, help="the server to stop (default: all)")
     p.set_defaults(handler=_stop)
@@ -221,5 +223,7 @@ def _status(args: argparse.Namespace) -> int:
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
         status = answer if alive else "dead (stale state; 'runtime stop' cleans it)"
+        if "idle_s" in state:
+            status += f"; reusable (--comfy-reuse), exits {state['idle_s']} s after its last run"
         print(f"server {state['url']} pid {state['pid']} ({state['runtime']}): {status}")
     return 0

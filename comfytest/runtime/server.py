@@ -52,6 +52,10 @@ class ManagedServer:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
