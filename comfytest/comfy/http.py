@@ -103,6 +103,7 @@ class Http:
             raise ServerError(
                 f"{method} {route} answered HTTP {response.status_code}{_detail(response)}",
                 self.url,
+                status=response.status_code,
             )
         return response
 
