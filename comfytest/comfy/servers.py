@@ -260,6 +260,7 @@ class Servers:
             url = entry.spec.url
             if entry.launch and self._reuse_idle is not None:
                 runtime = self._runtime or find_runtime(self._home, self._runtime_name)
+                self._add_stand_ins(runtime)
                 entry.reused = acquire(
                     runtime,
                     self._home,

@@ -207,9 +207,13 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     case_item = _case_item()
     configured = config.stash[SETTINGS_KEY].configured
-    if configured or config.option.collectonly:
-        return  # listing cases needs no server
-    if case_item and any(isinstance(i, case_item) for i in items):
+    listing = config.option.collectonly  # listing cases needs no server
+    if (
+        not configured
+        and not listing
+        and case_item
+        and any(isinstance(i, case_item) for i in items)
+    ):
         raise pytest.UsageError(
             "ComfyUI cases were collected but no server is configured: pass --comfy-launch "
             "(start a managed ComfyUI) or --comfy-url URL (use a running one)"
