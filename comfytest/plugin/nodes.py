@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from comfytest.cases.loader import DEFAULTS_FILE, Case, load_cases
-from comfytest.comfy.schema_cache import NodeSchemas, read_schemas, server_key
+from comfytest.cases.loader import Case, load_cases
 from comfytest.defaults import Status
 from comfytest.errors import (
-    ERROR_KINDS,
     ComfytestError,
     InfrastructureError,
     OutputMismatch,
@@ -22,14 +20,31 @@ from comfytest.errors import (
     kind_of,
 )
 from comfytest.judging.manifest import case_owner
+from comfytest.plugin.context import (
+    case_name,
+    collection_schemas,
+    folder_clash,
+    replayed_options,
+    saved_run,
+    worker_count,
+)
+from comfytest.plugin.outcomes import (
+    RECORD_ATTRIBUTE,
+    as_error,
+    is_infrastructure,
+    mismatch_kind,
+    phase_of,
+    record_of,
+)
 from comfytest.plugin.settings import RUNNER_KEY, SETTINGS_KEY
 from comfytest.reports.progress import LiveProgress
 from comfytest.reports.record import CaseRecord
-from comfytest.reports.timecompare import SavedRun, compare_timing, execution_seconds
+from comfytest.reports.timecompare import compare_timing, execution_seconds
 from comfytest.runner import CaseResult
 from comfytest.runner.result import environment_block
 
 __all__ = [
+    "RECORD_ATTRIBUTE",
     "RUNNER_KEY",
     "SETTINGS_KEY",
     "CaseFile",
@@ -39,120 +54,8 @@ __all__ = [
     "is_infrastructure",
     "phase_of",
     "record_of",
+    "worker_count",
 ]
-
-#: The test report attribute that carries a case's record (a plain dict, so xdist sends it).
-RECORD_ATTRIBUTE = "comfytest"
-
-
-def record_of(report: pytest.TestReport | pytest.CollectReport) -> CaseRecord | None:
-    """The record of the case this report is about; None for anything but a case."""
-    data = getattr(report, RECORD_ATTRIBUTE, None)
-    return CaseRecord.from_dict(data) if isinstance(data, dict) else None
-
-
-#: The attribute that keeps the phase of a report shown as a setup error (see ``as_error``).
-PHASE_ATTRIBUTE = "comfytest_phase"
-
-
-def phase_of(report: pytest.TestReport) -> str:
-    """The phase a case's report really came from: "call" also for a judged case shown as
-    an error (``as_error``)."""
-    return str(getattr(report, PHASE_ATTRIBUTE, report.when))
-
-
-def as_error(report: pytest.TestReport, record: CaseRecord) -> None:
-    """A case that could not be tested or judged (a broken workflow, a lost server, a
-    baseline problem) is a pytest *error*, not a failure. pytest makes every exception of
-    the test itself a failure, so its call report is shown as its setup's: the terminal
-    says ERROR, JUnit writes <error>, and the session still reads it as the call."""
-    if report.when == "call" and report.failed and record.kind in ERROR_KINDS:
-        setattr(report, PHASE_ATTRIBUTE, "call")
-        report.when = "setup"
-
-
-def is_infrastructure(report: pytest.TestReport) -> bool:
-    """A case that errored because it could not be tested (a lost or unreachable server)."""
-    record = record_of(report)
-    return report.failed and bool(record and record.kind == "infrastructure")
-
-
-def case_name(path: Path, case_roots: tuple[Path, ...], rootdir: Path) -> str:
-    """Baseline folder name of a case file: its path under its case root, without suffix."""
-    for root in case_roots:
-        if path.is_relative_to(root):
-            return path.relative_to(root).with_suffix("").as_posix()
-    if path.is_relative_to(rootdir):
-        return path.relative_to(rootdir).with_suffix("").as_posix()
-    return path.stem
-
-
-#: Baselines folder name -> the case file collected for it (one file per folder).
-FOLDERS_KEY = pytest.StashKey[dict[str, Path]]()
-
-
-def folder_clash(path: Path, folder: str, config: pytest.Config) -> str | None:
-    """Why case file ``path`` may not have baselines folder ``folder``: another case file has
-    it too (``t.yml`` beside ``t.yaml`` even when only one is collected, or a file of the
-    same name under another case root). Each would overwrite the other's baselines."""
-    claimed = config.stash.setdefault(FOLDERS_KEY, {})
-    others = [claimed[folder]] if claimed.get(folder, path) != path else []
-    others += [
-        sibling
-        for sibling in (path.with_suffix(s) for s in (".yaml", ".yml") if s != path.suffix)
-        if sibling.is_file() and sibling.name != DEFAULTS_FILE and sibling not in others
-    ]
-    claimed.setdefault(folder, path)
-    if not others:
-        return None
-    root = config.rootpath
-    names = [p.relative_to(root) if p.is_relative_to(root) else p for p in (path, *others)]
-    baselines = config.stash[SETTINGS_KEY].baselines
-    shown = baselines.relative_to(root) if baselines.is_relative_to(root) else baselines
-    return (
-        f"{names[0]}: its baselines folder {shown / folder}/ is also that of "
-        f"{', '.join(str(n) for n in names[1:])}; each would overwrite the other's "
-        "baselines: rename one of them"
-    )
-
-
-SAVED_RUN_KEY = pytest.StashKey[SavedRun | None]()
-
-
-def saved_run(config: pytest.Config) -> SavedRun | None:
-    """The run to compare timings with, read once per process; None when the worker counts
-    differ (a parallel run is never compared with a serial one)."""
-    if SAVED_RUN_KEY not in config.stash:
-        path = config.stash[SETTINGS_KEY].compare
-        saved = SavedRun.load(path) if path else None
-        if saved is not None and saved.workers != worker_count(config):
-            saved = None
-        config.stash[SAVED_RUN_KEY] = saved
-    return config.stash[SAVED_RUN_KEY]
-
-
-SCHEMAS_KEY = pytest.StashKey[NodeSchemas | None]()
-
-
-def collection_schemas(config: pytest.Config) -> NodeSchemas | None:
-    """The cached /object_info of the server cases will run on first (the first --comfy-url,
-    or the managed runtime), read once per process; None when there is none."""
-    if SCHEMAS_KEY not in config.stash:
-        settings = config.stash[SETTINGS_KEY]
-        key = None
-        if settings.servers:
-            key = server_key(settings.servers[0].url)
-        elif settings.launch:
-            key = server_key(None, settings.runtime)
-        config.stash[SCHEMAS_KEY] = read_schemas(config.rootpath, key) if key else None
-    return config.stash[SCHEMAS_KEY]
-
-
-def worker_count(config: pytest.Config) -> int:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:
-        return int(workerinput.get("workercount", 0))
-    return int(getattr(config.option, "numprocesses", 0) or 0)
 
 
 class CaseFile(pytest.File):
@@ -358,50 +261,3 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.case.line - 1, f"case {self.name}"
-
-
-#: Options a pasted accept command must not repeat (they would change what it does).
-NOT_REPLAYED = (
-    "--comfy-update",
-    "--comfy-prune",
-    "--comfy-report",
-    "--comfy-noise-floor",
-    "--comfy-compare",
-    "--comfy-slower-than",
-    "--comfy-repeat",
-    "--comfy-warmup",
-)
-#: Options that take no value.
-FLAGS = ("--comfy-launch", "--comfy-reuse", "--comfy-allow-outside", "--comfy-prune")
-
-
-def replayed_options(config: pytest.Config) -> list[str]:
-    """The ``--comfy-*`` options (and ``-c``/``--rootdir``) this run was given, as given,
-    minus those that would change what an accept run does."""
-    args = list(config.invocation_params.args)
-    kept: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = str(args[i])
-        name = arg.split("=", 1)[0]
-        takes_value = "=" not in arg and name not in FLAGS
-        if name.startswith("--comfy-") or name in ("-c", "--config-file", "--rootdir"):
-            words = [arg, str(args[i + 1])] if takes_value and i + 1 < len(args) else [arg]
-            if name not in NOT_REPLAYED:
-                kept += words
-            i += len(words)
-            continue
-        i += 1
-    return kept
-
-
-def mismatch_kind(result: CaseResult) -> str:
-    """A regression when an output differs or was not produced; a baseline problem when
-    the only trouble is missing or unreadable baselines; broken when the server sent no
-    output to judge, or one that is no image."""
-    bad = [v for v in result.verdicts if not v.ok]
-    if any(v.status == Status.FAILED and not (v.baseline_corrupt or v.unreadable) for v in bad):
-        return "regression"
-    if not bad or any(v.unreadable for v in bad):
-        return "broken"
-    return "baseline"
