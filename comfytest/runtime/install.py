@@ -210,9 +210,7 @@ def write_checkpoint(
         "--seed",
         str(seed),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeSetupError(f"writing the checkpoint failed:\n{result.stderr[-3000:]}")
+    run_step(command, "writing the checkpoint")
 
 
 def _checkpoint_for(home: Path, python: Path, tree: Path, checkpoint: Path, log: Log) -> None:

@@ -21,18 +21,22 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from comfytest._process import pid_alive, require_process_control
 from comfytest.atomic import atomic_write
 from comfytest.errors import RuntimeSetupError
-from comfytest.runtime.install import SCRIPTS, Runtime, default_home
-from comfytest.runtime.server import READY_TIMEOUT, free_port, server_arguments
+from comfytest.runtime.install import SCRIPTS, Runtime, default_home, locked
+from comfytest.runtime.server import (
+    READY_TIMEOUT,
+    free_port,
+    log_tail,
+    server_arguments,
+    wait_ready,
+)
 
 __all__ = ["DEFAULT_IDLE", "ReusedServer", "acquire", "reuse_key"]
 
@@ -93,11 +97,7 @@ class ReusedServer:
         return pid_alive(self.pid)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def describe(self) -> str:
         """How this server came to serve the run, for the summary's server line."""
@@ -149,7 +149,7 @@ def acquire(
     servers = (home or default_home()) / "servers"
     servers.mkdir(parents=True, exist_ok=True)
     run_dir = servers / f"reuse-{key}"
-    with _locked(servers / f"reuse-{key}.lock"):
+    with locked(servers / f"reuse-{key}.lock"):
         found = _running(run_dir)
         if found is not None:
             _lease(run_dir, idle_s)
@@ -246,33 +246,12 @@ def _start(
 
 
 def _wait_ready(server: ReusedServer) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if not server.alive():
-                raise RuntimeSetupError(
-                    f"ComfyUI exited with code {server.returncode} during start-up; "
-                    f"log {server.log_path}:\n{server.log_tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{server.url}/system_stats").status_code == 200:
-                    return
-            time.sleep(0.1)  # start-up has no event to wait on; this is the readiness probe
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, 9)
-    raise RuntimeSetupError(
-        f"ComfyUI did not answer {server.url}/system_stats within {READY_TIMEOUT:g} s; "
-        f"log {server.log_path}:\n{server.log_tail()}"
-    )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl  # POSIX only: require_process_control checked it
-
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """As a managed server waits; one that does not answer in time is ended (it is detached:
+    nothing else would)."""
+    try:
+        wait_ready(server, READY_TIMEOUT)
+    except RuntimeSetupError:
+        if server.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, 9)
+        raise

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import httpx
 
@@ -26,7 +26,17 @@ from comfytest._process import pid_alive, require_process_control
 from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import SCRIPTS, Log, Runtime, stderr_log
 
-__all__ = ["ManagedServer", "extra_paths", "free_port", "kill_pid", "pid_alive", "start_server"]
+__all__ = [
+    "ManagedServer",
+    "Starting",
+    "extra_paths",
+    "free_port",
+    "kill_pid",
+    "log_tail",
+    "pid_alive",
+    "start_server",
+    "wait_ready",
+]
 
 READY_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
@@ -57,11 +67,7 @@ class ManagedServer:
         return self.process.returncode
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self, *, keep_files: bool = False) -> None:
         if self.process.stdin is not None:
@@ -179,7 +185,7 @@ def start_server(
         server = ManagedServer(process, url, chosen, run_dir, log_path, handle)
         started = time.monotonic()
         try:
-            _wait_ready(server, ready_timeout)
+            wait_ready(server, ready_timeout)
         except RuntimeSetupError as exc:
             server.stop(keep_files=True)
             last_error = str(exc)
@@ -194,13 +200,31 @@ def start_server(
     raise RuntimeSetupError(last_error)
 
 
-def _wait_ready(server: ManagedServer, timeout: float) -> None:
+class Starting(Protocol):
+    """A ComfyUI process waited on until it answers (a managed or a reusable server)."""
+
+    url: str
+
+    @property
+    def log_path(self) -> Path: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def alive(self) -> bool: ...
+
+    def log_tail(self, lines: int = 30) -> str: ...
+
+
+def wait_ready(server: Starting, timeout: float) -> None:
+    """Until ``server`` answers /system_stats; a RuntimeSetupError with its log's tail when
+    it exits first or does not answer within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as http:
         while time.monotonic() < deadline:
             if not server.alive():
                 raise RuntimeSetupError(
-                    f"ComfyUI exited with code {server.process.returncode} during start-up; "
+                    f"ComfyUI exited with code {server.returncode} during start-up; "
                     f"log {server.log_path}:\n{server.log_tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
@@ -211,6 +235,15 @@ def _wait_ready(server: ManagedServer, timeout: float) -> None:
         f"ComfyUI did not answer {server.url}/system_stats within {timeout:g} s; "
         f"log {server.log_path}:\n{server.log_tail()}"
     )
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a server's log ("" when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def free_port() -> int:

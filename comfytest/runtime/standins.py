@@ -20,12 +20,10 @@ with ``comfytest runtime standins``), not at install. Same seed, same bytes.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from comfytest.cases.standin import FAMILIES, FOLDERS, stand_in_file
-from comfytest.errors import RuntimeSetupError
 from comfytest.runtime.install import (
     SCRIPTS,
     Log,
@@ -33,6 +31,7 @@ from comfytest.runtime.install import (
     locked,
     stderr_log,
 )
+from comfytest.runtime.tree import run_step
 
 __all__ = ["FAMILIES", "ensure", "stand_in_files", "stand_in_root"]
 
@@ -102,6 +101,4 @@ def write_stand_in(
         "--seed",
         str(seed),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeSetupError(f"writing the {family} stand-in failed:\n{result.stderr[-3000:]}")
+    run_step(command, f"writing the {family} stand-in")
